@@ -1,0 +1,413 @@
+"""Experiment configuration: TOML files, ``--set`` overrides, validation and Flower's flat form.
+
+A config is a TOML file with the sections below (every key optional; defaults are the README's
+main job). ``fl-har config show`` prints the defaults with their documentation.
+
+- ``[run]``: ``name``, ``seed`` (one seed fixes data order, model init, sampling, noise and
+  aggregation order), ``rounds``, ``regime`` (``frozen``: the paper's protocol, the global model is
+  never updated so every round attacks a fresh batch under the same model; ``train``: real FedAvg),
+  ``allow_client_failures``, ``out`` (parent folder of run directories).
+- ``[data]``: ``dataset``, ``root`` (folder for WEAR/Wetlab files), ``channels`` (HAPT: ``acc`` or
+  ``acc+gyro``), ``window``, ``overlap``, ``normalization`` (``none`` / ``standardize`` /
+  ``minmax_batch``), ``clients`` (``"all"`` or subject ids), ``server_subjects`` (held by the server:
+  auxiliary windows for calibration-based attacks and standardisation statistics),
+  ``eval_subjects`` (held out for the server's per-round evaluation).
+- ``[model]``: ``name``, ``init`` (``untrained`` or a checkpoint path from ``fl-har pretrain``),
+  ``head_bias``.
+- ``[client]``: ``batch_size`` (N windows per round), ``local_steps`` (S; 1 = FedSGD), ``lr`` (eta),
+  ``sampler``, ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as in
+  the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
+- ``[attacks]``: ``names`` and attack options.
+- ``[simulation]``: ``cpus_per_client``, ``timeout``.
+
+Flower's run config holds only scalars, so list values may also be written as comma-separated
+strings (``clients = "1-10,12"``, ``names = "llg,ebi"``); :func:`to_flat` / :func:`from_flat` convert
+between the nested form and Flower's dotted keys (``client.batch_size``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REGIMES = ("frozen", "train")
+DATASETS = ("hapt", "wear", "wetlab", "synthetic")
+HAPT_CHANNELS = ("acc", "acc+gyro")
+NORMALIZATIONS = ("none", "standardize", "minmax_batch")
+MODELS = ("deepconvlstm", "tinyhar")
+SAMPLERS = ("sequential", "shuffle", "balanced")
+LOSSES = ("unweighted", "class_weighted")
+LDP_SCOPES = ("last_layer", "all")
+PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is invalid; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "hapt-default"
+    seed: int = 0
+    rounds: int = 5
+    regime: str = "frozen"
+    allow_client_failures: bool = False
+    out: str = "results"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "hapt"
+    root: str = ""
+    channels: str = "acc"
+    window: int = 50
+    overlap: float = 0.5
+    normalization: str = "none"
+    clients: str | tuple[int, ...] = "all"
+    server_subjects: tuple[int, ...] = ()
+    eval_subjects: tuple[int, ...] = ()
+    # Size of the generated dataset (dataset = "synthetic" only; for tests and demos).
+    synthetic_subjects: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "deepconvlstm"
+    init: str = "untrained"
+    head_bias: bool = True
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    batch_size: int = 100
+    local_steps: int = 1
+    lr: float = 0.01
+    sampler: str = "shuffle"
+    loss: str = "unweighted"
+    train_mode: bool = True
+    ldp_clip: float = 0.0
+    ldp_noise: float = 0.0
+    ldp_scope: str = "last_layer"
+
+    @property
+    def step_batch_size(self) -> int:
+        """B = N / S windows per local step."""
+        return self.batch_size // self.local_steps
+
+
+@dataclass(frozen=True)
+class AttacksConfig:
+    names: tuple[str, ...] = PAPER_ATTACKS
+    # iLRG: correct the rounded counts to sum to N (largest remainder); the paper code did not.
+    ilrg_force_sum: bool = True
+    # LLBG (trained form): one constant confidence for every class; negative = estimate per class
+    # from the server's auxiliary windows.
+    llbg_confidence: float = -1.0
+    # LLG*: kind of dummy inputs used for calibration.
+    dummy_kind: str = "normal"
+    calibration_repeats: int = 10
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    cpus_per_client: float = 1.0
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    attacks: AttacksConfig = field(default_factory=AttacksConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (tuples as lists), as written to a run's ``config.toml``."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in fields(self):
+            values = dataclasses.asdict(getattr(self, section.name))
+            out[section.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        return out
+
+    def replace(self, **overrides: Any) -> ExperimentConfig:
+        """A copy with dotted-key overrides applied and validated (``{"client.lr": 0.1}``)."""
+        nested = self.to_dict()
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            nested.setdefault(section, {})[name] = value
+        return from_dict(nested)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "run": RunConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "client": ClientConfig,
+    "attacks": AttacksConfig,
+    "simulation": SimulationConfig,
+}
+
+
+def parse_subjects(value: Any, where: str) -> tuple[int, ...]:
+    """Subject ids from a list of ints or a string like ``"1-5,8, 10"``."""
+    if isinstance(value, str):
+        items: list[int] = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            lo, dash, hi = part.partition("-")
+            try:
+                if dash:
+                    items.extend(range(int(lo), int(hi) + 1))
+                else:
+                    items.append(int(part))
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {part!r} is not a subject id or range (expected e.g. 3 or 1-10)"
+                ) from None
+        return tuple(items)
+    if isinstance(value, Iterable):
+        out = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise ConfigError(f"{where}: subject ids must be integers, got {item!r}")
+            out.append(item)
+        return tuple(out)
+    raise ConfigError(f"{where}: expected a list of subject ids or a string like '1-10,12'")
+
+
+def _parse_names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected a list of names or a comma-separated string")
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Convert a TOML / command-line value to the type of the field's default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...], where: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+
+
+def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
+    """Build and validate a config from a nested dict (as read from TOML)."""
+    unknown_sections = set(raw) - set(_SECTION_TYPES)
+    if unknown_sections:
+        raise ConfigError(
+            f"{source}: unknown section(s) {', '.join(sorted(unknown_sections))}; "
+            f"valid sections: {', '.join(_SECTION_TYPES)}"
+        )
+    sections: dict[str, Any] = {}
+    for name, section_type in _SECTION_TYPES.items():
+        values = raw.get(name, {})
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table of keys")
+        defaults = section_type()
+        valid = {f.name for f in fields(section_type)}
+        unknown = set(values) - valid
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in sorted(unknown))}; "
+                f"valid keys in [{name}]: {', '.join(sorted(valid))}"
+            )
+        kwargs = {}
+        for key, value in values.items():
+            where = f"{source}: {name}.{key}"
+            default = getattr(defaults, key)
+            if key in ("server_subjects", "eval_subjects"):
+                kwargs[key] = parse_subjects(value, where)
+            elif key == "clients":
+                is_all = isinstance(value, str) and value.strip().lower() == "all"
+                kwargs[key] = "all" if is_all else parse_subjects(value, where)
+            elif key == "names":
+                kwargs[key] = _parse_names(value, where)
+            else:
+                kwargs[key] = _coerce(value, default, where)
+        sections[name] = section_type(**kwargs)
+    config = ExperimentConfig(**sections)
+    validate(config, source=source)
+    return config
+
+
+def validate(config: ExperimentConfig, *, source: str = "config") -> None:
+    """Check every value against its valid range or choices (raises :class:`ConfigError`)."""
+    run, data, model, client = config.run, config.data, config.model, config.client
+    _choice(run.regime, REGIMES, f"{source}: run.regime")
+    if run.rounds < 1:
+        raise ConfigError(f"{source}: run.rounds must be >= 1, got {run.rounds}")
+    if not run.name or "/" in run.name or run.name in (".", ".."):
+        raise ConfigError(f"{source}: run.name {run.name!r} must be a plain folder name")
+    _choice(data.dataset, DATASETS, f"{source}: data.dataset")
+    _choice(data.channels, HAPT_CHANNELS, f"{source}: data.channels")
+    _choice(data.normalization, NORMALIZATIONS, f"{source}: data.normalization")
+    if data.window < 2:
+        raise ConfigError(f"{source}: data.window must be >= 2 samples, got {data.window}")
+    if not 0.0 <= data.overlap < 1.0:
+        raise ConfigError(f"{source}: data.overlap must be in [0, 1), got {data.overlap}")
+    if data.synthetic_subjects < 1:
+        raise ConfigError(f"{source}: data.synthetic_subjects must be >= 1")
+    overlap = set(data.server_subjects) & set(data.eval_subjects)
+    if overlap:
+        raise ConfigError(
+            f"{source}: subjects {sorted(overlap)} are in both data.server_subjects and "
+            "data.eval_subjects; held-out evaluation subjects must stay unseen"
+        )
+    if data.clients != "all":
+        taken = set(data.clients) & (set(data.server_subjects) | set(data.eval_subjects))
+        if taken:
+            raise ConfigError(
+                f"{source}: subjects {sorted(taken)} are listed as data.clients and also held by "
+                "the server (data.server_subjects / data.eval_subjects)"
+            )
+        if not data.clients:
+            raise ConfigError(f"{source}: data.clients is empty")
+    _choice(model.name, MODELS, f"{source}: model.name")
+    if model.init != "untrained" and not model.init.strip():
+        raise ConfigError(f"{source}: model.init must be 'untrained' or a checkpoint path")
+    if client.batch_size < 1:
+        raise ConfigError(f"{source}: client.batch_size must be >= 1, got {client.batch_size}")
+    if client.local_steps < 1:
+        raise ConfigError(f"{source}: client.local_steps must be >= 1, got {client.local_steps}")
+    if client.batch_size % client.local_steps:
+        raise ConfigError(
+            f"{source}: client.batch_size ({client.batch_size}) must be divisible by "
+            f"client.local_steps ({client.local_steps}): each local step uses B = N / S windows"
+        )
+    if not client.lr > 0:
+        raise ConfigError(f"{source}: client.lr must be > 0, got {client.lr}")
+    _choice(client.sampler, SAMPLERS, f"{source}: client.sampler")
+    _choice(client.loss, LOSSES, f"{source}: client.loss")
+    _choice(client.ldp_scope, LDP_SCOPES, f"{source}: client.ldp_scope")
+    if client.ldp_clip < 0 or client.ldp_noise < 0:
+        raise ConfigError(f"{source}: client.ldp_clip and client.ldp_noise must be >= 0 (0 = off)")
+    if not config.attacks.names:
+        raise ConfigError(f"{source}: attacks.names is empty")
+    if len(set(config.attacks.names)) != len(config.attacks.names):
+        raise ConfigError(f"{source}: attacks.names lists an attack twice")
+    if config.attacks.calibration_repeats < 1:
+        raise ConfigError(f"{source}: attacks.calibration_repeats must be >= 1")
+    if config.simulation.cpus_per_client <= 0:
+        raise ConfigError(f"{source}: simulation.cpus_per_client must be > 0")
+
+
+def check_attack_names(config: ExperimentConfig, known: Iterable[str]) -> None:
+    """Reject attack names the attack library does not provide (listing the valid ones)."""
+    known = list(known)
+    bad = [n for n in config.attacks.names if n not in known]
+    if bad:
+        raise ConfigError(
+            f"attacks.names: unknown attack(s) {', '.join(bad)}; available: {', '.join(known)}"
+        )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` from the command line; the value is read as TOML when it parses."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. client.batch_size=50")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = ()
+) -> ExperimentConfig:
+    """Read a TOML config file (or the defaults), apply ``--set`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        section, _, name = key.partition(".")
+        if section not in _SECTION_TYPES:
+            raise ConfigError(
+                f"--set {text!r}: unknown section {section!r}; valid: {', '.join(_SECTION_TYPES)}"
+            )
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of keys")
+        table[name] = value
+    return from_dict(raw, source=source)
+
+
+def to_flat(config: ExperimentConfig) -> dict[str, bool | int | float | str]:
+    """Flower run-config form: dotted keys, scalar values (lists become comma-separated strings)."""
+    flat: dict[str, bool | int | float | str] = {}
+    for section, values in config.to_dict().items():
+        for key, value in values.items():
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def from_flat(flat: Mapping[str, Any], *, source: str = "run config") -> ExperimentConfig:
+    """Inverse of :func:`to_flat`; keys outside the known sections are ignored (Flower adds its own)."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, dot, name = key.partition(".")
+        if dot and section in _SECTION_TYPES:
+            if isinstance(value, str) and name in ("server_subjects", "eval_subjects") and not value:
+                value = []
+            nested.setdefault(section, {})[name] = value
+    return from_dict(nested, source=source)
+
+
+def describe_defaults() -> str:
+    """The default config as TOML text (``fl-har config show``)."""
+    import tomli_w
+
+    return tomli_w.dumps(ExperimentConfig().to_dict())
