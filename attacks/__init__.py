@@ -1,0 +1,26 @@
+"""Label-reconstruction attacks on last-layer updates (pure functions of what a server sees).
+
+Entry point::
+
+    from attacks import AttackContext, LastLayerUpdate, reconstruct_labels
+    counts = reconstruct_labels("llbg", LastLayerUpdate(grad_w, grad_b, num_samples=100))
+
+Definitions and identities: ``../shared/reference/attacks.md``. Imports numpy and torch only.
+"""
+
+from attacks.calibration import clear_calibration_cache
+from attacks.count_identity import counts_from_softmax_mass
+from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
+from attacks.pseudo_gradient import pseudo_gradient
+from attacks.registry import available, reconstruct_labels
+
+__all__ = [
+    "AttackContext",
+    "AttackError",
+    "LastLayerUpdate",
+    "available",
+    "clear_calibration_cache",
+    "counts_from_softmax_mass",
+    "pseudo_gradient",
+    "reconstruct_labels",
+]

@@ -1,0 +1,167 @@
+"""Label-leakage metrics on true vs. reconstructed label counts (numpy only).
+
+Definitions follow ``shared/reference/attacks.md`` ("Metrics") and the HAR label-leakage paper
+(eqs. 4-5). Per attacked update, with true counts k and predicted counts k_hat (length C, NULL
+is class 0):
+
+- :func:`ln_acc`       LnAcc (eq. 5): ``sum_c min(k[c], k_hat[c]) / N`` with ``N = sum_c k[c]``.
+- :func:`le_acc`       LeAcc (eq. 4 read as an accuracy): ``mean_c [(k[c] > 0) == (k_hat[c] > 0)]``.
+- :func:`le_recall`    ``|present & predicted| / |present|`` (what the paper's code logged as "LeAcc").
+- :func:`le_precision` ``|present & predicted| / |predicted|``.
+- :func:`count_acc`    exact-count accuracy (iLRG's "LnAcc"): ``mean_c [k[c] == k_hat[c]]``.
+
+Per client, over all its attacked updates u:
+
+- :func:`class_acc`    ClassAcc: for every class c present in the client's data,
+  ``sum_u min(k_u[c], k_hat_u[c]) / sum_u k_u[c]``, then the mean over those classes.
+- :func:`sorted_pairing_confusion`: the paper's confusion matrices, which pair each update's
+  sorted true labels with its sorted predicted labels position by position.
+
+Invalid input raises :class:`MetricInputError` naming the argument and what was expected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MetricInputError(ValueError):
+    """Counts passed to a metric are malformed (shape, sign, non-integer, empty)."""
+
+
+def _counts(values: object, name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != ndim:
+        raise MetricInputError(f"{name}: expected a {ndim}-D array of counts, got shape {array.shape}")
+    if array.size == 0:
+        raise MetricInputError(f"{name}: expected at least one class, got an empty array")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise MetricInputError(f"{name}: expected numeric counts, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and (
+        not np.all(np.isfinite(array)) or np.any(array != np.round(array))
+    ):
+        raise MetricInputError(f"{name}: expected whole-number counts, got {array}")
+    if np.any(array < 0):
+        raise MetricInputError(f"{name}: counts must be >= 0, got {array}")
+    return array.astype(np.int64)
+
+
+def _pair(true_counts: object, predicted_counts: object, ndim: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    true = _counts(true_counts, "true_counts", ndim)
+    predicted = _counts(predicted_counts, "predicted_counts", ndim)
+    if true.shape != predicted.shape:
+        raise MetricInputError(
+            f"true_counts shape {true.shape} and predicted_counts shape {predicted.shape} differ"
+        )
+    return true, predicted
+
+
+def _nonempty_batch(true: np.ndarray) -> int:
+    total = int(true.sum())
+    if total == 0:
+        raise MetricInputError("true_counts: the update has no windows (all counts are 0)")
+    return total
+
+
+def ln_acc(true_counts: object, predicted_counts: object) -> float:
+    """LnAcc = ``sum_c min(k[c], k_hat[c]) / sum_c k[c]`` (multiset overlap; paper eq. 5)."""
+    true, predicted = _pair(true_counts, predicted_counts)
+    return float(np.minimum(true, predicted).sum() / _nonempty_batch(true))
+
+
+def le_acc(true_counts: object, predicted_counts: object) -> float:
+    """LeAcc = ``(1/C) sum_c [(k[c] > 0) == (k_hat[c] > 0)]`` over ALL C classes (eq. 4 as accuracy)."""
+    true, predicted = _pair(true_counts, predicted_counts)
+    _nonempty_batch(true)
+    return float(np.mean((true > 0) == (predicted > 0)))
+
+
+def le_recall(true_counts: object, predicted_counts: object) -> float:
+    """``|{c: k[c] > 0 and k_hat[c] > 0}| / |{c: k[c] > 0}|`` (the paper code's "LeAcc")."""
+    true, predicted = _pair(true_counts, predicted_counts)
+    _nonempty_batch(true)
+    present = true > 0
+    return float(np.sum(present & (predicted > 0)) / np.sum(present))
+
+
+def le_precision(true_counts: object, predicted_counts: object) -> float:
+    """``|{c: k[c] > 0 and k_hat[c] > 0}| / |{c: k_hat[c] > 0}|``; NaN if nothing is predicted."""
+    true, predicted = _pair(true_counts, predicted_counts)
+    _nonempty_batch(true)
+    predicted_present = predicted > 0
+    if not predicted_present.any():
+        return float("nan")
+    return float(np.sum((true > 0) & predicted_present) / np.sum(predicted_present))
+
+
+def count_acc(true_counts: object, predicted_counts: object) -> float:
+    """Exact-count accuracy = ``(1/C) sum_c [k[c] == k_hat[c]]`` over all C classes."""
+    true, predicted = _pair(true_counts, predicted_counts)
+    _nonempty_batch(true)
+    return float(np.mean(true == predicted))
+
+
+def per_class_recall(true_counts: object, predicted_counts: object) -> np.ndarray:
+    """Pooled count recall per class over updates [U, C]: ``sum_u min(k, k_hat) / sum_u k``.
+
+    NaN for classes absent from every update of the client.
+    """
+    true, predicted = _pair(true_counts, predicted_counts, ndim=2)
+    totals = true.sum(axis=0).astype(np.float64)
+    hits = np.minimum(true, predicted).sum(axis=0).astype(np.float64)
+    recall = np.full(true.shape[1], np.nan)
+    present = totals > 0
+    recall[present] = hits[present] / totals[present]
+    return recall
+
+
+def class_acc(true_counts: object, predicted_counts: object) -> float:
+    """ClassAcc of one client: mean of :func:`per_class_recall` over the classes it has.
+
+    Args:
+        true_counts, predicted_counts: [U, C] counts of the client's U attacked updates.
+    """
+    recall = per_class_recall(true_counts, predicted_counts)
+    if np.all(np.isnan(recall)):
+        raise MetricInputError("true_counts: the client has no windows (all counts are 0)")
+    return float(np.nanmean(recall))
+
+
+def sorted_pairing_confusion(
+    true_counts: object, predicted_counts: object, normalize: str | None = None
+) -> np.ndarray:
+    """The paper's confusion matrix: sorted true vs. sorted predicted labels, paired by position.
+
+    For each update the true labels ``repeat(arange(C), k)`` and the predicted labels
+    ``repeat(arange(C), k_hat)`` (both sorted) are paired index by index and the pairs are
+    counted into ``M[true, predicted]``, summed over updates. This is NOT a per-window confusion
+    matrix (the server never learns which window has which label); it only shows how counts are
+    shifted between neighbouring classes.
+
+    Args:
+        true_counts, predicted_counts: [C] for one update or [U, C] for several; every update
+            must have equal totals (``sum k == sum k_hat``).
+        normalize: None (raw pair counts) or "true" (each row divided by its sum; rows of absent
+            classes stay 0).
+    """
+    true = np.asarray(true_counts)
+    ndim = 1 if true.ndim == 1 else 2
+    true, predicted = _pair(true_counts, predicted_counts, ndim=ndim)
+    true, predicted = np.atleast_2d(true), np.atleast_2d(predicted)
+    if normalize not in (None, "true"):
+        raise MetricInputError(f"normalize: expected None or 'true', got {normalize!r}")
+    unequal = np.flatnonzero(true.sum(axis=1) != predicted.sum(axis=1))
+    if unequal.size:
+        raise MetricInputError(
+            f"sorted pairing needs sum(true) == sum(predicted) per update; update {unequal[0]} "
+            f"has {int(true[unequal[0]].sum())} vs {int(predicted[unequal[0]].sum())}"
+        )
+    num_classes = true.shape[1]
+    classes = np.arange(num_classes)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for true_row, predicted_row in zip(true, predicted):
+        np.add.at(matrix, (np.repeat(classes, true_row), np.repeat(classes, predicted_row)), 1)
+    if normalize is None:
+        return matrix
+    row_sums = matrix.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
