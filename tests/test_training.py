@@ -53,9 +53,9 @@ def test_returned_weights_encode_the_sum_of_step_gradients():
             for k, p in ref.named_parameters():
                 total[k] += p.grad
                 p -= 0.1 * p.grad
-    for k in total:
+    for k, step_sum in total.items():
         delta = (sent[k] - update.state_dict[k]) / 0.1
-        torch.testing.assert_close(delta, total[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(delta, step_sum, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(update.label_counts, np.bincount(y, minlength=4))
 
 

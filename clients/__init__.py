@@ -1,0 +1,1 @@
+"""Flower ClientApps: one simulated node per study participant."""

@@ -1,0 +1,92 @@
+"""The honest HAR client: a Flower ClientApp (Message API) in which each node is one participant.
+
+The server sends, with the global weights, the whole flat experiment config and the round number;
+the node's ``partition-id`` picks its subject (``partition i`` = ``i``-th client subject). The client
+draws this round's batch with the configured sampler, trains S local SGD steps (with local
+clipping/noise if configured) and replies with
+
+- ``arrays``: the updated weights (an ``ArrayRecord``),
+- ``metrics``: ``num-examples`` (N, which the server uses as FedAvg weight and the attacks as
+  batch size), ``train-loss`` and ``train-seconds``,
+- ``truth``: partition id, subject and the true label histogram of the batch. Only the server's
+  scoring step reads it, to measure leakage; the attacks never receive it.
+"""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fl_har.config import from_flat
+from fl_har.federation import Participant, federation_plan
+
+ARRAYS_KEY = "arrays"
+METRICS_KEY = "metrics"
+CONFIG_KEY = "config"
+TRUTH_KEY = "truth"
+# Config key, sent by the server, with the round number in the run (differs from Flower's
+# "server-round" when a run is resumed).
+ROUND_KEY = "fl-har.round"
+# Test hook: "partition:round" makes that client raise in that round, to exercise failure handling.
+FAILURE_KEY = "fl-har.inject-failure"
+
+app = ClientApp()
+
+# Participants are cached per process (a Ray actor serves many partitions and rounds), for one
+# experiment config at a time.
+_cache: dict[str, object] = {"config": None, "participants": {}}
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose by the failure-injection test hook."""
+
+
+def _participant(flat_config: dict, partition_id: int) -> Participant:
+    config = from_flat(flat_config, source="train message config")
+    if _cache["config"] != config:
+        _cache["config"], _cache["participants"] = config, {}
+    participants: dict[int, Participant] = _cache["participants"]  # type: ignore[assignment]
+    if partition_id not in participants:
+        plan = federation_plan(config)
+        if partition_id >= len(plan.clients):
+            raise RuntimeError(
+                f"partition {partition_id} has no subject: the run has {len(plan.clients)} "
+                "client subjects; start as many simulated nodes as clients"
+            )
+        participants[partition_id] = Participant(config, plan.clients[partition_id])
+    return participants[partition_id]
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training for the participant behind this node."""
+    torch.set_num_threads(1)  # one actor per core; more threads slow the round down
+    partition_id = int(context.node_config["partition-id"])
+    flat = dict(msg.content[CONFIG_KEY])
+    server_round = int(flat.get(ROUND_KEY, flat.get("server-round", 1)))
+    failure = str(flat.get(FAILURE_KEY, ""))
+    if failure and failure == f"{partition_id}:{server_round}":
+        raise InjectedFailure(f"injected failure of partition {partition_id} in round {server_round}")
+    participant = _participant(flat, partition_id)
+    update = participant.train_round(msg.content[ARRAYS_KEY].to_torch_state_dict(), server_round)
+    content = RecordDict(
+        {
+            ARRAYS_KEY: ArrayRecord(update.state_dict),
+            METRICS_KEY: MetricRecord(
+                {
+                    "num-examples": int(update.label_counts.sum()),
+                    "train-loss": update.mean_loss,
+                    "train-seconds": update.seconds,
+                }
+            ),
+            TRUTH_KEY: ConfigRecord(
+                {
+                    "partition-id": partition_id,
+                    "subject": participant.subject,
+                    "label-counts": [int(c) for c in update.label_counts],
+                }
+            ),
+        }
+    )
+    return Message(content=content, reply_to=msg)

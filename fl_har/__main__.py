@@ -1,0 +1,3 @@
+from fl_har.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""The federation's data plan and each participant's local work, free of any Flower object.
+
+Both the Flower ClientApp (``clients/``) and the plain in-process loop used by benchmarks and tests
+call :class:`Participant`, so the simulation and the reference loop do exactly the same work.
+Datasets, windows and normalisers are cached per process: a simulated node (a Ray actor) serves
+many participants and rounds but decodes the data once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from fl_har.config import ConfigError, DataConfig, ExperimentConfig
+from fl_har.data import HARDataset, Normalizer, Windows, fit_normalizer, load_dataset, make_sampler
+from fl_har.data import subject_windows as _subject_windows
+from fl_har.ldp import LDPConfig
+from fl_har.models import HARModel, build_model
+from fl_har.seeding import STREAM_MODEL_INIT, derive_seed
+from fl_har.training import LocalTrainingConfig, LocalUpdate, local_update
+
+
+def _dataset_key(data: DataConfig, seed: int) -> tuple:
+    # The synthetic generator is seeded by the run seed so a run is one deterministic world.
+    return (data.dataset, data.root, data.channels, data.synthetic_subjects, seed)
+
+
+@lru_cache(maxsize=4)
+def _load(key: tuple) -> HARDataset:
+    dataset, root, channels, synthetic_subjects, seed = key
+    if dataset == "hapt":
+        return load_dataset("hapt", channels=channels)
+    if dataset == "synthetic":
+        return load_dataset("synthetic", num_subjects=synthetic_subjects, seed=seed)
+    return load_dataset(dataset, root=root or None)
+
+
+def dataset_for(config: ExperimentConfig) -> HARDataset:
+    """The run's dataset (decoded once per process)."""
+    return _load(_dataset_key(config.data, config.run.seed))
+
+
+@lru_cache(maxsize=64)
+def _windows(key: tuple, subject: int, window: int, overlap: float) -> Windows:
+    return _subject_windows(_load(key), subject, window=window, overlap=overlap)
+
+
+def windows_for(config: ExperimentConfig, subject: int) -> Windows:
+    """All windows of one subject, in recording order (cached per process)."""
+    data = config.data
+    return _windows(_dataset_key(data, config.run.seed), subject, data.window, data.overlap)
+
+
+@dataclass(frozen=True)
+class FederationPlan:
+    """Who is a client (partition ``i`` is subject ``clients[i]``) and what the server holds."""
+
+    clients: tuple[int, ...]
+    server_subjects: tuple[int, ...]
+    eval_subjects: tuple[int, ...]
+    num_classes: int
+    num_channels: int
+    class_names: tuple[str, ...]
+
+
+def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None) -> FederationPlan:
+    """Resolve ``data.clients = "all"`` and check every subject id exists in the dataset."""
+    dataset = dataset if dataset is not None else dataset_for(config)
+    data = config.data
+    known = set(dataset.subjects)
+    for field_name in ("server_subjects", "eval_subjects"):
+        missing = sorted(set(getattr(data, field_name)) - known)
+        if missing:
+            raise ConfigError(
+                f"data.{field_name}: subjects {missing} are not in dataset {dataset.name!r} "
+                f"(subjects: {min(known)}..{max(known)})"
+            )
+    if data.clients == "all":
+        held = set(data.server_subjects) | set(data.eval_subjects)
+        clients = tuple(s for s in dataset.subjects if s not in held)
+    else:
+        missing = sorted(set(data.clients) - known)
+        if missing:
+            raise ConfigError(
+                f"data.clients: subjects {missing} are not in dataset {dataset.name!r} "
+                f"(subjects: {min(known)}..{max(known)})"
+            )
+        clients = tuple(data.clients)
+    if not clients:
+        raise ConfigError("data.clients: no subject is left to be a client")
+    return FederationPlan(
+        clients=clients,
+        server_subjects=tuple(data.server_subjects),
+        eval_subjects=tuple(data.eval_subjects),
+        num_classes=dataset.num_classes,
+        num_channels=dataset.num_channels,
+        class_names=tuple(dataset.class_names),
+    )
+
+
+@lru_cache(maxsize=8)
+def _normalizer(key: tuple, kind: str, subjects: tuple[int, ...]) -> Normalizer:
+    return fit_normalizer(kind, _load(key), subjects)
+
+
+def normalizer_for(config: ExperimentConfig, subject: int | None = None) -> Normalizer:
+    """The run's input normalisation.
+
+    ``standardize`` uses statistics of the server's subjects when it has some (the server can
+    publish them with the model); otherwise each participant standardises with its own data.
+    """
+    data = config.data
+    subjects = data.server_subjects
+    if not subjects and data.normalization == "standardize":
+        subjects = (subject,) if subject is not None else ()
+    return _normalizer(_dataset_key(data, config.run.seed), data.normalization, tuple(subjects))
+
+
+def initial_model(config: ExperimentConfig, plan: FederationPlan) -> HARModel:
+    """The global model of round 1: the paper's seeded untrained init or a pre-trained checkpoint."""
+    if config.model.init == "untrained":
+        return build_model(
+            config.model.name,
+            plan.num_channels,
+            plan.num_classes,
+            window=config.data.window,
+            head_bias=config.model.head_bias,
+            seed=derive_seed(config.run.seed, STREAM_MODEL_INIT),
+        )
+    from fl_har.pretrain import check_compatible, load_checkpoint, model_from_checkpoint
+
+    checkpoint = load_checkpoint(config.model.init)
+    check_compatible(
+        checkpoint.meta,
+        model=config.model.name,
+        in_channels=plan.num_channels,
+        num_classes=plan.num_classes,
+        window=config.data.window,
+        head_bias=config.model.head_bias,
+    )
+    return model_from_checkpoint(checkpoint)
+
+
+def empty_model(config: ExperimentConfig, num_channels: int, num_classes: int) -> HARModel:
+    """A model of the run's architecture, to load received weights into."""
+    return build_model(
+        config.model.name,
+        num_channels,
+        num_classes,
+        window=config.data.window,
+        head_bias=config.model.head_bias,
+        seed=0,
+    )
+
+
+class Participant:
+    """One study participant: their windows, their batch sampler, their local training."""
+
+    def __init__(self, config: ExperimentConfig, subject: int) -> None:
+        self.config = config
+        self.subject = subject
+        dataset = dataset_for(config)
+        if subject not in dataset.subjects:
+            raise ConfigError(f"subject {subject} is not in dataset {dataset.name!r}")
+        self.num_classes = dataset.num_classes
+        self.num_channels = dataset.num_channels
+        self.windows = windows_for(config, subject)
+        self.normalizer = normalizer_for(config, subject)
+        client = config.client
+        self.sampler = make_sampler(
+            client.sampler,
+            self.windows.y,
+            client.batch_size,
+            seed=config.run.seed,
+            subject=subject,
+        )
+        self.training = LocalTrainingConfig(
+            lr=client.lr,
+            local_steps=client.local_steps,
+            train_mode=client.train_mode,
+            ldp=LDPConfig(clip=client.ldp_clip, noise=client.ldp_noise, scope=client.ldp_scope),
+        )
+        self.class_weights = None
+        if client.loss == "class_weighted":
+            from fl_har.pretrain import class_weights
+
+            self.class_weights = class_weights(self.windows.y, self.num_classes)
+        self._model: HARModel | None = None
+
+    def batch(self, server_round: int) -> tuple[np.ndarray, np.ndarray]:
+        """This round's N windows (normalised) and their labels."""
+        index = self.sampler.batch(server_round)
+        return self.normalizer(self.windows.x[index]), self.windows.y[index]
+
+    def train_round(self, global_state: dict[str, torch.Tensor], server_round: int) -> LocalUpdate:
+        """Load the global weights, train S local steps on this round's batch, return the update."""
+        if self._model is None:
+            self._model = empty_model(self.config, self.num_channels, self.num_classes)
+        self._model.load_state_dict(global_state)
+        x, y = self.batch(server_round)
+        return local_update(
+            self._model,
+            x,
+            y,
+            self.training,
+            num_classes=self.num_classes,
+            seed=derive_seed(self.config.run.seed, self.subject, server_round),
+            class_weights=self.class_weights,
+        )

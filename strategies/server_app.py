@@ -1,0 +1,239 @@
+"""The ServerApp: sets up the curious FedAvg, evaluates each round, writes results as rounds finish.
+
+``app`` is the ServerApp that ``flwr run .`` starts (its config comes from
+``[tool.flwr.app.config]`` in pyproject.toml, dotted keys as in :mod:`fl_har.config`);
+``fl-har run`` builds the same thing with :func:`make_server_app` around an already validated
+config and run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+
+import attacks
+from fl_har.config import ExperimentConfig, check_attack_names, from_flat, to_flat
+from fl_har.evaluation import evaluate_model
+from fl_har.federation import (
+    FederationPlan,
+    dataset_for,
+    empty_model,
+    federation_plan,
+    initial_model,
+    normalizer_for,
+    windows_for,
+)
+from fl_har.results import RunStore
+from fl_har.seeding import derive_seed
+from strategies.curious_fedavg import CuriousFedAvg
+
+logger = logging.getLogger("fl_har")
+
+STREAM_ATTACK = 4
+# Called after every finished round with (round, number of rounds, round summary).
+ProgressFn = Callable[[int, int, dict], None]
+
+
+def _held_windows(config: ExperimentConfig, subjects: tuple[int, ...]):
+    """Concatenated, normalised windows of subjects the server holds (or None)."""
+    if not subjects:
+        return None, None
+    parts = [windows_for(config, s) for s in subjects]
+    x = np.concatenate([w.x for w in parts])
+    y = np.concatenate([w.y for w in parts])
+    return normalizer_for(config)(x), y
+
+
+def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
+    """The attacker's public knowledge in a round: the model it sent, window shape, aux data."""
+    aux_x, aux_y = _held_windows(config, plan.server_subjects)
+    model = empty_model(config, plan.num_channels, plan.num_classes)
+    options = {
+        "ilrg_force_sum": config.attacks.ilrg_force_sum,
+        "dummy_kind": config.attacks.dummy_kind,
+        "calibration_repeats": config.attacks.calibration_repeats,
+        "model_train_mode": config.client.train_mode,
+    }
+    if config.attacks.llbg_confidence >= 0:
+        options["llbg_confidence"] = config.attacks.llbg_confidence
+    known = {f.name for f in dataclasses.fields(attacks.AttackContext)}
+    options = {k: v for k, v in options.items() if k in known}
+    if "model_version" in known:
+        options["model_version"] = None
+
+    def factory(run_round: int, sent_state: dict[str, torch.Tensor]) -> attacks.AttackContext:
+        model.load_state_dict(sent_state)
+        extra = dict(options)
+        if "model_version" in extra:
+            # Frozen: one model for the whole run; train: a new model every round.
+            extra["model_version"] = 0 if config.run.regime == "frozen" else run_round
+        return attacks.AttackContext(
+            model=model,
+            input_shape=(config.data.window, plan.num_channels),
+            aux_windows=aux_x,
+            aux_labels=aux_y,
+            seed=derive_seed(config.run.seed, STREAM_ATTACK, run_round),
+            **extra,
+        )
+
+    return factory
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> int:
+    """Wait until ``expected`` nodes are connected, or the count stops growing; return it."""
+    deadline = time.monotonic() + timeout
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(list(grid.get_node_ids()))
+        if count >= expected:
+            return count
+        if count != last:
+            last, stable_since = count, time.monotonic()
+        elif count > 0 and time.monotonic() - stable_since > 5.0:
+            return count
+        time.sleep(0.2)
+    return max(last, 0)
+
+
+def run_server(
+    grid: Grid,
+    config: ExperimentConfig,
+    store: RunStore,
+    *,
+    progress: ProgressFn | None = None,
+    failure_injection: str = "",
+) -> str:
+    """Run (or continue) the federated experiment; returns the final status written to the store."""
+    try:
+        check_attack_names(config, attacks.available())
+        dataset = dataset_for(config)
+        plan = federation_plan(config, dataset)
+        nodes = wait_for_nodes(grid, len(plan.clients))
+        if nodes < len(plan.clients):
+            logger.warning(
+                "only %d simulated nodes for %d client subjects: attacking the first %d "
+                "(start the simulation with num-supernodes=%d for all)",
+                nodes, len(plan.clients), nodes, len(plan.clients),
+            )
+            config = config.replace(**{"data.clients": list(plan.clients[:nodes])})
+            plan = federation_plan(config, dataset)
+        model = initial_model(config, plan)
+        done = store.last_finished_round
+        checkpoint = store.load_checkpoint() if done else None
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint[1])
+        remaining = config.run.rounds - done
+        if remaining <= 0:
+            store.finish("finished", f"all {config.run.rounds} rounds were already finished")
+            return "finished"
+        eval_x, eval_y = _held_windows(config, plan.eval_subjects)
+        eval_model = empty_model(config, plan.num_channels, plan.num_classes)
+        strategy = CuriousFedAvg(
+            experiment=config,
+            context_factory=make_context_factory(config, plan),
+            round_offset=done,
+            failure_injection=failure_injection,
+            fraction_train=1.0,
+            min_train_nodes=len(plan.clients),
+            min_available_nodes=len(plan.clients),
+        )
+        round_start = [time.perf_counter()]
+        failures_total = [0]
+
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            if server_round == 0:
+                return None
+            run_round = strategy.run_round(server_round)
+            record = strategy.take_record(server_round)
+            state = arrays.to_torch_state_dict()
+            round_row: dict = {
+                "round": run_round,
+                "clients_ok": record.num_replies,
+                "clients_failed": len(record.failures),
+                "train_loss": record.train_loss,
+                "train_seconds": record.train_seconds,
+                "attack_seconds": record.attack_seconds,
+            }
+            if eval_x is not None:
+                eval_model.load_state_dict(state)
+                result = evaluate_model(eval_model, eval_x, eval_y)
+                round_row["eval_accuracy"] = result.accuracy
+                round_row["eval_macro_f1"] = result.macro_f1
+            round_row["round_seconds"] = time.perf_counter() - round_start[0]
+            store.record_round(run_round, record.attack_rows, round_row, record.failures, state)
+            failures_total[0] += len(record.failures)
+            if progress is not None:
+                progress(run_round, config.run.rounds, round_row)
+            round_start[0] = time.perf_counter()
+            return MetricRecord({k: float(v) for k, v in round_row.items()})
+
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=remaining,
+            timeout=config.simulation.timeout,
+            train_config=ConfigRecord(to_flat(config)),
+            evaluate_fn=evaluate,
+        )
+        failed = failures_total[0] + _earlier_failures(store)
+        if failed and not config.run.allow_client_failures:
+            message = (
+                f"{failed} client update(s) failed (see failures.csv); set "
+                "run.allow_client_failures = true to accept a run with failed clients"
+            )
+            store.finish("failed", message)
+            return "failed"
+        store.finish("finished", f"{failed} client failure(s)" if failed else "")
+        return "finished"
+    except BaseException as exc:
+        store.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _earlier_failures(store: RunStore) -> int:
+    """Failures recorded before a resume (they still count for the run's exit status)."""
+    return int(getattr(store, "resumed_failures", 0))
+
+
+def make_server_app(
+    config: ExperimentConfig,
+    store: RunStore,
+    *,
+    progress: ProgressFn | None = None,
+    failure_injection: str = "",
+    on_finish: Callable[[str], None] | None = None,
+) -> ServerApp:
+    """A ServerApp bound to a validated config and an open run directory (``fl-har run``)."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        status = run_server(
+            grid, config, store, progress=progress, failure_injection=failure_injection
+        )
+        if on_finish is not None:
+            on_finish(status)
+
+    return server_app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry point of ``flwr run .``: config from the run config, results under ``run.out``."""
+    config = from_flat(context.run_config, source="[tool.flwr.app.config]")
+    # One folder per launch: `flwr run .` has no --resume/--overwrite to choose with.
+    run_dir = Path(config.run.out) / f"{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    store = RunStore.create(run_dir, config.to_dict(), seed=config.run.seed)
+    logger.warning("fl-har: writing results to %s", run_dir.resolve())
+    run_server(grid, config, store)

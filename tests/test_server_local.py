@@ -1,0 +1,152 @@
+"""The curious server and the HAR client, wired through an in-process grid (no Ray).
+
+Synthetic data, a few clients and rounds, so each test takes seconds. The real Ray simulation is
+exercised in ``test_simulation_ray.py``.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clients.har_client import train as client_train
+from fl_har.config import load_config
+from fl_har.results import RunStore
+from strategies.local_grid import LocalGrid
+from strategies.server_app import run_server
+
+BASE = [
+    "data.dataset=synthetic",
+    "data.synthetic_subjects=4",
+    "data.clients=1-3",
+    "client.batch_size=20",
+    "run.rounds=2",
+    "attacks.names=llg,ebi,llbg,ilrg,idlg",
+]
+
+
+def make_config(*overrides):
+    return load_config(None, [*BASE, *overrides])
+
+
+def run(tmp_path, config, name="run", failure="", progress=None):
+    store = RunStore.create(tmp_path / name, config.to_dict(), seed=config.run.seed)
+    grid = LocalGrid(client_train, len(config.data.clients), seed=hash(name) % 1000)
+    status = run_server(grid, config, store, failure_injection=failure, progress=progress)
+    return status, store
+
+
+def test_every_update_is_attacked_and_scored_in_partition_order(tmp_path):
+    config = make_config()
+    status, store = run(tmp_path, config)
+    assert status == "finished"
+    table = store.attack_table()
+    assert len(table) == 2 * 3 * 5
+    assert list(table["round"].unique()) == [1, 2]
+    assert sorted(table["subject"].unique()) == [1, 2, 3]
+    first = table[table["round"] == 1]
+    assert list(first["partition"].drop_duplicates()) == [0, 1, 2]
+    for _, row in table.iterrows():
+        assert sum(row["true_counts"]) == 20 == row["num_samples"]
+        if not row["error"]:
+            assert sum(row["pred_counts"]) == 20
+    clients = store.client_table()
+    assert set(clients["attack"]) == {"llg", "ebi", "llbg", "ilrg", "idlg"}
+    assert clients.loc[clients["attack"] == "ebi", "class_acc"].between(0, 1).all()
+
+
+def test_an_attack_that_cannot_apply_is_reported_not_guessed(tmp_path):
+    config = make_config("model.head_bias=false", "run.rounds=1", "attacks.names=llg,ebi")
+    status, store = run(tmp_path, config)
+    assert status == "finished"
+    table = store.attack_table()
+    ebi, llg = table[table["attack"] == "ebi"], table[table["attack"] == "llg"]
+    assert ebi["error"].str.contains("bias").all() and ebi["ln_acc"].isna().all()
+    assert (llg["error"] == "").all() and llg["ln_acc"].notna().all()
+
+
+def test_same_seed_gives_identical_rows_and_weights(tmp_path):
+    config = make_config("run.regime=train", "client.local_steps=2", "client.ldp_noise=0.01")
+    _, a = run(tmp_path, config, "a")
+    _, b = run(tmp_path, config, "b")
+    cols = ["round", "partition", "attack", "true_counts", "pred_counts", "ln_acc", "le_acc"]
+    pd.testing.assert_frame_equal(a.attack_table()[cols], b.attack_table()[cols])
+    (ra, sa), (rb, sb) = a.load_checkpoint(), b.load_checkpoint()
+    assert ra == rb == 2
+    for key in sa:
+        assert torch.equal(sa[key], sb[key])
+    _, c = run(tmp_path, make_config("run.regime=train", "client.local_steps=2",
+                                     "client.ldp_noise=0.01", "run.seed=1"), "c")
+    assert not a.attack_table()["true_counts"].equals(c.attack_table()["true_counts"])
+
+
+def test_frozen_keeps_the_model_train_changes_it(tmp_path):
+    frozen = make_config("run.rounds=1")
+    _, store = run(tmp_path, frozen, "frozen")
+    from fl_har.federation import federation_plan, initial_model
+
+    start = initial_model(frozen, federation_plan(frozen)).state_dict()
+    _, state = store.load_checkpoint()
+    assert all(torch.equal(start[k], state[k]) for k in start)
+    trained = make_config("run.rounds=1", "run.regime=train")
+    _, store = run(tmp_path, trained, "train")
+    _, state = store.load_checkpoint()
+    assert not all(torch.equal(start[k], state[k]) for k in start)
+
+
+def test_a_failing_client_is_recorded_and_fails_the_run(tmp_path):
+    config = make_config()
+    status, store = run(tmp_path, config, failure="1:2")
+    assert status == "failed"
+    assert "1 client update(s) failed" in store.meta["message"]
+    table = store.attack_table()
+    assert len(table[table["round"] == 1]) == 3 * 5  # round 1 kept whole
+    assert sorted(table.loc[table["round"] == 2, "partition"].unique()) == [0, 2]
+    failures = pd.read_csv(store.run_dir / "failures.csv")
+    assert failures.loc[0, "partition"] == 1 and failures.loc[0, "round"] == 2
+    assert "injected failure" in failures.loc[0, "reason"]
+    allowed = make_config("run.allow_client_failures=true")
+    status, _ = run(tmp_path, allowed, "allowed", failure="1:2")
+    assert status == "finished"
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_with_identical_results(tmp_path):
+    config = make_config("run.rounds=3", "run.regime=train")
+    _, full = run(tmp_path, config, "full")
+
+    def stop_after_first(run_round, rounds, row):
+        if run_round == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path, config, "cut", progress=stop_after_first)
+    store = RunStore.resume(tmp_path / "cut", config.to_dict())
+    assert store.last_finished_round == 1
+    grid = LocalGrid(client_train, 3, seed=5)
+    assert run_server(grid, config, store) == "finished"
+    cols = ["round", "partition", "attack", "true_counts", "pred_counts", "ln_acc"]
+    pd.testing.assert_frame_equal(full.attack_table()[cols], store.attack_table()[cols])
+    (_, a), (_, b) = full.load_checkpoint(), store.load_checkpoint()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_attacks_see_only_the_update(tmp_path):
+    """Sequential single-class batches: bias attacks find the class; under huge noise they don't."""
+    base = ["client.sampler=sequential", "client.batch_size=10", "run.rounds=4",
+            "attacks.names=ebi,llbg"]
+    _, clean = run(tmp_path, make_config(*base), "clean")
+    _, noisy = run(tmp_path, make_config(*base, "client.ldp_noise=100"), "noisy")
+
+    def single_class_hits(table):
+        rows = table[table["true_counts"].map(lambda c: int(np.count_nonzero(c)) == 1)]
+        assert len(rows) >= 4
+        return rows["le_acc"].mean(), rows["ln_acc"].mean()
+
+    clean_le, clean_ln = single_class_hits(clean.attack_table())
+    _, noisy_ln = single_class_hits(noisy.attack_table())
+    assert clean_ln > 0.95 and clean_le > 0.95
+    assert noisy_ln < 0.6
