@@ -15,7 +15,15 @@ clipping/noise if configured) and replies with
 from __future__ import annotations
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from fl_har.config import from_flat
@@ -58,11 +66,35 @@ def _participant(flat_config: dict, partition_id: int) -> Participant:
     return participants[partition_id]
 
 
+# A failed client replies with an error whose reason starts with this tag, so that the server
+# can name the participant (error replies carry no records, and node ids are random).
+FAILURE_TAG = "partition-id="
+# Error code of a reply whose local training raised.
+CLIENT_TRAINING_FAILED = 100
+
+
+def partition_from_reason(reason: str) -> int:
+    """The partition id a failure reason starts with, or -1."""
+    if reason.startswith(FAILURE_TAG):
+        head = reason[len(FAILURE_TAG) :].split(":", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return -1
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One round of local training for the participant behind this node."""
-    torch.set_num_threads(1)  # one actor per core; more threads slow the round down
+    """One round of local training; a failure becomes an error reply naming the partition."""
     partition_id = int(context.node_config["partition-id"])
+    try:
+        return _train(msg, partition_id)
+    except Exception as exc:  # noqa: BLE001 -- reported to the server, which records it
+        reason = f"{FAILURE_TAG}{partition_id}: {type(exc).__name__}: {exc}"
+        return Message(Error(code=CLIENT_TRAINING_FAILED, reason=reason), reply_to=msg)
+
+
+def _train(msg: Message, partition_id: int) -> Message:
+    torch.set_num_threads(1)  # one actor per core; more threads slow the round down
     flat = dict(msg.content[CONFIG_KEY])
     server_round = int(flat.get(ROUND_KEY, flat.get("server-round", 1)))
     failure = str(flat.get(FAILURE_KEY, ""))

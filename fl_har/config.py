@@ -42,6 +42,7 @@ MODELS = ("deepconvlstm", "tinyhar")
 SAMPLERS = ("sequential", "shuffle", "balanced")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
+DUMMY_KINDS = ("normal", "zeros", "ones")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
 
 
@@ -325,6 +326,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: attacks.names is empty")
     if len(set(config.attacks.names)) != len(config.attacks.names):
         raise ConfigError(f"{source}: attacks.names lists an attack twice")
+    _choice(config.attacks.dummy_kind, DUMMY_KINDS, f"{source}: attacks.dummy_kind")
     if config.attacks.calibration_repeats < 1:
         raise ConfigError(f"{source}: attacks.calibration_repeats must be >= 1")
     if config.simulation.cpus_per_client <= 0:

@@ -9,6 +9,7 @@ import numpy as np
 STREAM_DROPOUT = 1
 STREAM_NOISE = 2
 STREAM_MODEL_INIT = 3
+STREAM_ATTACK = 4
 
 
 def derive_seed(seed: int, *keys: int) -> int:

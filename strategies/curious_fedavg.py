@@ -17,6 +17,7 @@ from clients.har_client import (
     METRICS_KEY,
     ROUND_KEY,
     TRUTH_KEY,
+    partition_from_reason,
 )
 from fl_har.config import ExperimentConfig
 from strategies.leakage import attack_update, last_layer_update, score_rows
@@ -54,6 +55,9 @@ class CuriousFedAvg(FedAvg):
         sets (and knows) N, S and the learning rate.
     context_factory : ContextFactory
         ``(round, sent_state) -> attacks.AttackContext``: the attacker's public knowledge.
+    client_subjects : tuple[int, ...]
+        Subject of each partition id (partition ``i`` is ``client_subjects[i]``), to name the
+        participant behind a failed reply.
     round_offset : int (default: 0)
         Rounds already finished (resumed runs): Flower's round ``r`` is the run's round
         ``r + round_offset``.
@@ -71,6 +75,7 @@ class CuriousFedAvg(FedAvg):
         *,
         experiment: ExperimentConfig,
         context_factory: ContextFactory,
+        client_subjects: tuple[int, ...] = (),
         round_offset: int = 0,
         failure_injection: str = "",
         **kwargs,
@@ -79,6 +84,7 @@ class CuriousFedAvg(FedAvg):
         super().__init__(**kwargs)
         self.experiment = experiment
         self.context_factory = context_factory
+        self.client_subjects = client_subjects
         self.round_offset = round_offset
         self.failure_injection = failure_injection
         self.sent_state: dict[int, dict[str, torch.Tensor]] = {}
@@ -112,10 +118,15 @@ class CuriousFedAvg(FedAvg):
         for msg in replies:
             if msg.has_error():
                 node = msg.metadata.src_node_id
+                partition = partition_from_reason(msg.error.reason or "")
+                if partition < 0:
+                    partition = self.partition_of_node.get(node, -1)
+                known = 0 <= partition < len(self.client_subjects)
                 record.failures.append(
                     {
                         "round": self.run_round(server_round),
-                        "partition": self.partition_of_node.get(node, -1),
+                        "partition": partition,
+                        "subject": self.client_subjects[partition] if known else -1,
                         "node_id": node,
                         "reason": msg.error.reason,
                     }

@@ -8,9 +8,9 @@ config and run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +32,11 @@ from fl_har.federation import (
     windows_for,
 )
 from fl_har.results import RunStore
-from fl_har.seeding import derive_seed
+from fl_har.seeding import STREAM_ATTACK, derive_seed
 from strategies.curious_fedavg import CuriousFedAvg
 
 logger = logging.getLogger("fl_har")
 
-STREAM_ATTACK = 4
 # Called after every finished round with (round, number of rounds, round summary).
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -61,27 +60,28 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
         "dummy_kind": config.attacks.dummy_kind,
         "calibration_repeats": config.attacks.calibration_repeats,
         "model_train_mode": config.client.train_mode,
+        "llbg_confidence": (
+            config.attacks.llbg_confidence if config.attacks.llbg_confidence >= 0 else None
+        ),
     }
-    if config.attacks.llbg_confidence >= 0:
-        options["llbg_confidence"] = config.attacks.llbg_confidence
-    known = {f.name for f in dataclasses.fields(attacks.AttackContext)}
-    options = {k: v for k, v in options.items() if k in known}
-    if "model_version" in known:
-        options["model_version"] = None
+    frozen = config.run.regime == "frozen"
+    run_token = uuid.uuid4().hex
 
     def factory(run_round: int, sent_state: dict[str, torch.Tensor]) -> attacks.AttackContext:
         model.load_state_dict(sent_state)
-        extra = dict(options)
-        if "model_version" in extra:
-            # Frozen: one model for the whole run; train: a new model every round.
-            extra["model_version"] = 0 if config.run.regime == "frozen" else run_round
+        # Frozen: one model for the whole run; train: a new model every round. Calibrations
+        # (LLG+, LLG*, trained LLBG) are cached per (model version, seed), so the attacker's seed
+        # is tied to the model version: calibrating once per model is what a real attacker does.
+        version = 0 if frozen else run_round
         return attacks.AttackContext(
             model=model,
             input_shape=(config.data.window, plan.num_channels),
             aux_windows=aux_x,
             aux_labels=aux_y,
-            seed=derive_seed(config.run.seed, STREAM_ATTACK, run_round),
-            **extra,
+            seed=derive_seed(config.run.seed, STREAM_ATTACK, version),
+            # the cache is per process: a token keeps two runs' "version 0" apart
+            model_version=(run_token, version),
+            **options,
         )
 
     return factory
@@ -139,6 +139,7 @@ def run_server(
         strategy = CuriousFedAvg(
             experiment=config,
             context_factory=make_context_factory(config, plan),
+            client_subjects=plan.clients,
             round_offset=done,
             failure_injection=failure_injection,
             fraction_train=1.0,
@@ -183,7 +184,7 @@ def run_server(
             train_config=ConfigRecord(to_flat(config)),
             evaluate_fn=evaluate,
         )
-        failed = failures_total[0] + _earlier_failures(store)
+        failed = failures_total[0] + store.resumed_failures
         if failed and not config.run.allow_client_failures:
             message = (
                 f"{failed} client update(s) failed (see failures.csv); set "
@@ -196,11 +197,6 @@ def run_server(
     except BaseException as exc:
         store.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _earlier_failures(store: RunStore) -> int:
-    """Failures recorded before a resume (they still count for the run's exit status)."""
-    return int(getattr(store, "resumed_failures", 0))
 
 
 def make_server_app(

@@ -105,6 +105,11 @@ def test_a_failing_client_is_recorded_and_fails_the_run(tmp_path):
     failures = pd.read_csv(store.run_dir / "failures.csv")
     assert failures.loc[0, "partition"] == 1 and failures.loc[0, "round"] == 2
     assert "injected failure" in failures.loc[0, "reason"]
+    assert failures.loc[0, "subject"] == 2
+    # a client failing in round 1 is still named (error replies carry no records)
+    status, store = run(tmp_path, config, "first", failure="0:1")
+    failures = pd.read_csv(store.run_dir / "failures.csv")
+    assert (failures.loc[0, "partition"], failures.loc[0, "subject"]) == (0, 1)
     allowed = make_config("run.allow_client_failures=true")
     status, _ = run(tmp_path, allowed, "allowed", failure="1:2")
     assert status == "finished"

@@ -31,6 +31,8 @@ SIMULATION_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "1",
     "OMP_NUM_THREADS": "1",
+    # Ray >= 2.5x warns on every start unless this (future default) behaviour is chosen.
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
 
 
