@@ -18,7 +18,6 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fl_har.config import load_config  # noqa: E402
-from fl_har.federation import Participant, federation_plan, initial_model  # noqa: E402
-from fl_har.results import RunStore  # noqa: E402
+from fl_har.config import load_config
+from fl_har.federation import Participant, federation_plan, initial_model
+from fl_har.results import RunStore
 
 _worker_participants: dict[int, Participant] = {}
 
