@@ -156,7 +156,9 @@ _SECTION_TYPES: dict[str, type] = {
 
 
 def parse_subjects(value: Any, where: str) -> tuple[int, ...]:
-    """Subject ids from a list of ints or a string like ``"1-5,8, 10"``."""
+    """Subject ids from an int, a list of ints or a string like ``"1-5,8, 10"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
     if isinstance(value, str):
         items: list[int] = []
         for part in (p.strip() for p in value.split(",")):

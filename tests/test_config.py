@@ -92,5 +92,6 @@ def test_flat_round_trip_for_flower():
 def test_parse_subjects():
     assert parse_subjects("1-3, 5", "x") == (1, 2, 3, 5)
     assert parse_subjects([4, 2], "x") == (4, 2)
+    assert parse_subjects(7, "x") == (7,)
     with pytest.raises(ConfigError, match="'a' is not a subject id"):
         parse_subjects("1,a", "data.clients")

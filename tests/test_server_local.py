@@ -155,3 +155,46 @@ def test_attacks_see_only_the_update(tmp_path):
     _, noisy_ln = single_class_hits(noisy.attack_table())
     assert clean_ln > 0.95 and clean_le > 0.95
     assert noisy_ln < 0.6
+
+
+def test_pretrained_checkpoint_run_with_held_out_evaluation(tmp_path, capsys):
+    from fl_har.cli import main
+
+    checkpoint = tmp_path / "model.pt"
+    data = ["--set", "data.dataset=synthetic", "--set", "data.synthetic_subjects=4",
+            "--set", "data.server_subjects=2-3", "--set", "data.eval_subjects=4"]
+    assert main(["pretrain", *data, "--epochs", "2", "-o", str(checkpoint)]) == 0
+    assert "held-out macro-F1" in capsys.readouterr().out
+    config = load_config(None, [
+        *BASE, "data.clients=1", "data.server_subjects=2-3", "data.eval_subjects=4",
+        f"model.init='{checkpoint}'", "attacks.names=ebi,llbg_trained,llg_plus", "run.rounds=1",
+    ])
+    status, store = run(tmp_path, config)
+    assert status == "finished"
+    from fl_har.pretrain import load_checkpoint
+
+    # the server evaluates exactly the pre-trained model (frozen regime)
+    expected = load_checkpoint(checkpoint).meta["eval_macro_f1"]
+    assert store.round_table().loc[0, "eval_macro_f1"] == pytest.approx(expected)
+    table = store.attack_table()
+    assert (table["error"] == "").all() and len(table) == 1 * 3
+
+
+def test_pretrain_needs_server_subjects(capsys):
+    from fl_har.cli import main
+
+    assert main(["pretrain", "--set", "data.dataset=synthetic", "-o", "x.pt"]) == 2
+    assert "data.server_subjects" in capsys.readouterr().err
+
+
+def test_checkpoint_for_another_shape_is_refused(tmp_path):
+    from fl_har.cli import main
+
+    checkpoint = tmp_path / "model.pt"
+    assert main(["pretrain", "--set", "data.dataset=synthetic", "--set", "data.server_subjects=3",
+                 "--epochs", "1", "-o", str(checkpoint)]) == 0
+    config = make_config(f"model.init='{checkpoint}'", "model.name=tinyhar")
+    store = RunStore.create(tmp_path / "r", config.to_dict(), seed=0)
+    with pytest.raises(ValueError, match="model"):
+        run_server(LocalGrid(client_train, 3), config, store)
+    assert store.meta["status"] == "failed"
