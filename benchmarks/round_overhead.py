@@ -89,7 +89,7 @@ def flower_run(config, rounds: int) -> tuple[float, list[float], float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore.create(Path(tmp) / "bench", config.to_dict(), seed=config.run.seed)
         start = time.perf_counter()
-        status = run_simulation(config, store, len(plan.clients))
+        status = run_simulation(config, store, len(plan.subjects))
         wall = time.perf_counter() - start
         if status != "finished":
             raise SystemExit(f"Flower run {status}: {store.meta.get('message')}")

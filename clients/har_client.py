@@ -1,7 +1,10 @@
 """The honest HAR client: a Flower ClientApp (Message API) in which each node is one participant.
 
 The server sends, with the global weights, the whole flat experiment config and the round number;
-the node's ``partition-id`` picks its subject (``partition i`` = ``i``-th client subject). The client
+the node's ``partition-id`` picks its subject: partition ``i`` is the ``i``-th subject of the
+dataset (in sorted order), so one simulation can serve experiments with different client subsets.
+The server first asks every node for its partition (a ``query`` message) and then addresses only
+the nodes of the experiment's client subjects. The client
 draws this round's batch with the configured sampler, trains S local SGD steps (with local
 clipping/noise if configured) and replies with
 
@@ -27,7 +30,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from fl_har.config import from_flat
-from fl_har.federation import Participant, federation_plan
+from fl_har.federation import Participant, dataset_for, federation_plan
 
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
@@ -56,40 +59,39 @@ def _participant(flat_config: dict, partition_id: int) -> Participant:
         _cache["config"], _cache["participants"] = config, {}
     participants: dict[int, Participant] = _cache["participants"]  # type: ignore[assignment]
     if partition_id not in participants:
-        plan = federation_plan(config)
-        if partition_id >= len(plan.clients):
+        subjects = dataset_for(config).subjects
+        if partition_id >= len(subjects):
             raise RuntimeError(
-                f"partition {partition_id} has no subject: the run has {len(plan.clients)} "
-                "client subjects; start as many simulated nodes as clients"
+                f"partition {partition_id} has no subject: dataset {config.data.dataset!r} has "
+                f"{len(subjects)} subjects"
             )
-        participants[partition_id] = Participant(config, plan.clients[partition_id])
+        subject = subjects[partition_id]
+        if subject not in federation_plan(config).clients:
+            raise RuntimeError(f"subject {subject} (partition {partition_id}) is not a client")
+        participants[partition_id] = Participant(config, subject)
     return participants[partition_id]
 
 
-# A failed client replies with an error whose reason starts with this tag, so that the server
-# can name the participant (error replies carry no records, and node ids are random).
-FAILURE_TAG = "partition-id="
 # Error code of a reply whose local training raised.
 CLIENT_TRAINING_FAILED = 100
 
 
-def partition_from_reason(reason: str) -> int:
-    """The partition id a failure reason starts with, or -1."""
-    if reason.startswith(FAILURE_TAG):
-        head = reason[len(FAILURE_TAG) :].split(":", 1)[0]
-        if head.isdigit():
-            return int(head)
-    return -1
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Tell the server which partition this node serves (node ids are random per run)."""
+    partition_id = int(context.node_config["partition-id"])
+    content = RecordDict({TRUTH_KEY: ConfigRecord({"partition-id": partition_id})})
+    return Message(content=content, reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One round of local training; a failure becomes an error reply naming the partition."""
+    """One round of local training; a failure becomes an error reply with a one-line reason."""
     partition_id = int(context.node_config["partition-id"])
     try:
         return _train(msg, partition_id)
     except Exception as exc:  # noqa: BLE001 -- reported to the server, which records it
-        reason = f"{FAILURE_TAG}{partition_id}: {type(exc).__name__}: {exc}"
+        reason = f"partition {partition_id}: {type(exc).__name__}: {exc}"
         return Message(Error(code=CLIENT_TRAINING_FAILED, reason=reason), reply_to=msg)
 
 

@@ -56,14 +56,23 @@ def windows_for(config: ExperimentConfig, subject: int) -> Windows:
 
 @dataclass(frozen=True)
 class FederationPlan:
-    """Who is a client (partition ``i`` is subject ``clients[i]``) and what the server holds."""
+    """Who is a client, what the server holds, and how subjects map to simulation partitions.
 
+    Partition ``i`` of the simulation is ``subjects[i]``, the ``i``-th subject of the dataset, so
+    one simulation serves experiments with any subset of subjects as clients.
+    """
+
+    subjects: tuple[int, ...]
     clients: tuple[int, ...]
     server_subjects: tuple[int, ...]
     eval_subjects: tuple[int, ...]
     num_classes: int
     num_channels: int
     class_names: tuple[str, ...]
+
+    def partition(self, subject: int) -> int:
+        """The simulation partition id that serves ``subject``."""
+        return self.subjects.index(subject)
 
 
 def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None) -> FederationPlan:
@@ -92,6 +101,7 @@ def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None)
     if not clients:
         raise ConfigError("data.clients: no subject is left to be a client")
     return FederationPlan(
+        subjects=tuple(dataset.subjects),
         clients=clients,
         server_subjects=tuple(data.server_subjects),
         eval_subjects=tuple(data.eval_subjects),

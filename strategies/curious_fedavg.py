@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
@@ -17,13 +17,21 @@ from clients.har_client import (
     METRICS_KEY,
     ROUND_KEY,
     TRUTH_KEY,
-    partition_from_reason,
 )
 from fl_har.config import ExperimentConfig
 from strategies.leakage import attack_update, last_layer_update, score_rows
 
 # Builds the attacker's public context for one round from the global weights sent that round.
 ContextFactory = Callable[[int, dict[str, torch.Tensor]], attacks.AttackContext]
+
+
+@dataclass(frozen=True)
+class ClientSlot:
+    """One participant of the experiment: the simulated node that serves it."""
+
+    node_id: int
+    partition: int
+    subject: int
 
 
 @dataclass
@@ -55,9 +63,10 @@ class CuriousFedAvg(FedAvg):
         sets (and knows) N, S and the learning rate.
     context_factory : ContextFactory
         ``(round, sent_state) -> attacks.AttackContext``: the attacker's public knowledge.
-    client_subjects : tuple[int, ...]
-        Subject of each partition id (partition ``i`` is ``client_subjects[i]``), to name the
-        participant behind a failed reply.
+    roster : list[ClientSlot]
+        Node, partition and subject of every client (found by the ServerApp's partition query).
+        Every round addresses exactly these nodes, in this order: the paper's protocol attacks
+        every participant, so there is no random client sampling.
     round_offset : int (default: 0)
         Rounds already finished (resumed runs): Flower's round ``r`` is the run's round
         ``r + round_offset``.
@@ -75,7 +84,7 @@ class CuriousFedAvg(FedAvg):
         *,
         experiment: ExperimentConfig,
         context_factory: ContextFactory,
-        client_subjects: tuple[int, ...] = (),
+        roster: list[ClientSlot],
         round_offset: int = 0,
         failure_injection: str = "",
         **kwargs,
@@ -84,13 +93,11 @@ class CuriousFedAvg(FedAvg):
         super().__init__(**kwargs)
         self.experiment = experiment
         self.context_factory = context_factory
-        self.client_subjects = client_subjects
+        self.roster = {slot.node_id: slot for slot in roster}
         self.round_offset = round_offset
         self.failure_injection = failure_injection
         self.sent_state: dict[int, dict[str, torch.Tensor]] = {}
         self.records: dict[int, RoundRecord] = {}
-        # Node ids are random per run; partitions are learnt from replies to name failed nodes.
-        self.partition_of_node: dict[int, int] = {}
 
     def run_round(self, server_round: int) -> int:
         """The run's round number of Flower's ``server_round``."""
@@ -102,9 +109,11 @@ class CuriousFedAvg(FedAvg):
         """Snapshot the global weights sent this round, then sample and address clients."""
         self.sent_state[server_round] = arrays.to_torch_state_dict()
         config[ROUND_KEY] = self.run_round(server_round)
+        config["server-round"] = server_round
         if self.failure_injection:
             config["fl-har.inject-failure"] = self.failure_injection
-        return super().configure_train(server_round, arrays, config, grid)
+        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+        return self._construct_messages(record, list(self.roster), MessageType.TRAIN)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -118,15 +127,12 @@ class CuriousFedAvg(FedAvg):
         for msg in replies:
             if msg.has_error():
                 node = msg.metadata.src_node_id
-                partition = partition_from_reason(msg.error.reason or "")
-                if partition < 0:
-                    partition = self.partition_of_node.get(node, -1)
-                known = 0 <= partition < len(self.client_subjects)
+                slot = self.roster.get(node, ClientSlot(node, -1, -1))
                 record.failures.append(
                     {
                         "round": self.run_round(server_round),
-                        "partition": partition,
-                        "subject": self.client_subjects[partition] if known else -1,
+                        "partition": slot.partition,
+                        "subject": slot.subject,
                         "node_id": node,
                         "reason": msg.error.reason,
                     }
@@ -157,7 +163,6 @@ class CuriousFedAvg(FedAvg):
     ) -> list[dict]:
         truth = msg.content[TRUTH_KEY]
         partition = int(truth["partition-id"])
-        self.partition_of_node[msg.metadata.src_node_id] = partition
         num_samples = int(msg.content[METRICS_KEY]["num-examples"])
         client = self.experiment.client
         # The attacker's path: only weights, N, S and lr -- the truth record is not passed on.

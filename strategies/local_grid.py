@@ -1,4 +1,4 @@
-"""An in-process Flower Grid: delivers messages by calling a ClientApp handler directly.
+"""An in-process Flower Grid: delivers messages by calling a ClientApp directly.
 
 For unit tests of the strategy and the client logic without Ray, and for the in-process reference
 loop of the round-overhead benchmark. Real experiments use Flower's simulation engine
@@ -17,7 +17,7 @@ from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
-# A ClientApp handler: (message, context) -> reply message.
+# A ClientApp (or one of its handlers): (message, context) -> reply message.
 Handler = Callable[[Message, Context], Message]
 CLIENT_EXCEPTION = 1  # error code of a reply whose handler raised
 

@@ -16,10 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid, ServerApp
 
 import attacks
+from clients.har_client import TRUTH_KEY
 from fl_har.config import ExperimentConfig, check_attack_names, from_flat, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
@@ -33,7 +42,7 @@ from fl_har.federation import (
 )
 from fl_har.results import RunStore
 from fl_har.seeding import STREAM_ATTACK, derive_seed
-from strategies.curious_fedavg import CuriousFedAvg
+from strategies.curious_fedavg import ClientSlot, CuriousFedAvg
 
 logger = logging.getLogger("fl_har")
 
@@ -87,6 +96,43 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
     return factory
 
 
+def discover_partitions(grid: Grid, expected: int, timeout: float = 120.0) -> dict[int, int]:
+    """Ask every connected node which partition it serves: ``{partition id: node id}``."""
+    wait_for_nodes(grid, expected, timeout)
+    messages = [
+        Message(content=RecordDict(), dst_node_id=node, message_type=MessageType.QUERY)
+        for node in grid.get_node_ids()
+    ]
+    partitions = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if not reply.has_error():
+            partition = int(reply.content[TRUTH_KEY]["partition-id"])
+            partitions[partition] = reply.metadata.src_node_id
+    return partitions
+
+
+def client_roster(grid: Grid, config: ExperimentConfig, plan: FederationPlan):
+    """The node of every client subject, in partition order; drops (with a warning) clients
+    whose partition has no node (e.g. ``flwr run .`` started with too few supernodes)."""
+    partitions = discover_partitions(grid, len(plan.subjects))
+    missing = [s for s in plan.clients if plan.partition(s) not in partitions]
+    if missing:
+        logger.warning(
+            "no simulated node serves subject(s) %s: start the simulation with "
+            "num-supernodes=%d (one per subject of the dataset); continuing without them",
+            missing, len(plan.subjects),
+        )
+        kept = [s for s in plan.clients if s not in missing]
+        if not kept:
+            raise RuntimeError("no client subject has a simulated node")
+        config = config.replace(**{"data.clients": kept})
+        plan = federation_plan(config)
+    roster = [
+        ClientSlot(partitions[plan.partition(s)], plan.partition(s), s) for s in plan.clients
+    ]
+    return config, plan, roster
+
+
 def wait_for_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> int:
     """Wait until ``expected`` nodes are connected, or the count stops growing; return it."""
     deadline = time.monotonic() + timeout
@@ -116,15 +162,7 @@ def run_server(
         check_attack_names(config, attacks.available())
         dataset = dataset_for(config)
         plan = federation_plan(config, dataset)
-        nodes = wait_for_nodes(grid, len(plan.clients))
-        if nodes < len(plan.clients):
-            logger.warning(
-                "only %d simulated nodes for %d client subjects: attacking the first %d "
-                "(start the simulation with num-supernodes=%d for all)",
-                nodes, len(plan.clients), nodes, len(plan.clients),
-            )
-            config = config.replace(**{"data.clients": list(plan.clients[:nodes])})
-            plan = federation_plan(config, dataset)
+        config, plan, roster = client_roster(grid, config, plan)
         model = initial_model(config, plan)
         done = store.last_finished_round
         checkpoint = store.load_checkpoint() if done else None
@@ -139,12 +177,9 @@ def run_server(
         strategy = CuriousFedAvg(
             experiment=config,
             context_factory=make_context_factory(config, plan),
-            client_subjects=plan.clients,
+            roster=roster,
             round_offset=done,
             failure_injection=failure_injection,
-            fraction_train=1.0,
-            min_train_nodes=len(plan.clients),
-            min_available_nodes=len(plan.clients),
         )
         round_start = [time.perf_counter()]
         failures_total = [0]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from clients.har_client import train as client_train
+from clients.har_client import app as client_app
 from fl_har.config import load_config
 from fl_har.results import RunStore
 from strategies.local_grid import LocalGrid
@@ -31,7 +31,7 @@ def make_config(*overrides):
 
 def run(tmp_path, config, name="run", failure="", progress=None):
     store = RunStore.create(tmp_path / name, config.to_dict(), seed=config.run.seed)
-    grid = LocalGrid(client_train, len(config.data.clients), seed=hash(name) % 1000)
+    grid = LocalGrid(client_app, config.data.synthetic_subjects, seed=hash(name) % 1000)
     status = run_server(grid, config, store, failure_injection=failure, progress=progress)
     return status, store
 
@@ -131,7 +131,7 @@ def test_resume_continues_with_identical_results(tmp_path):
         run(tmp_path, config, "cut", progress=stop_after_first)
     store = RunStore.resume(tmp_path / "cut", config.to_dict())
     assert store.last_finished_round == 1
-    grid = LocalGrid(client_train, 3, seed=5)
+    grid = LocalGrid(client_app, 4, seed=5)
     assert run_server(grid, config, store) == "finished"
     cols = ["round", "partition", "attack", "true_counts", "pred_counts", "ln_acc"]
     pd.testing.assert_frame_equal(full.attack_table()[cols], store.attack_table()[cols])
@@ -196,5 +196,5 @@ def test_checkpoint_for_another_shape_is_refused(tmp_path):
     config = make_config(f"model.init='{checkpoint}'", "model.name=tinyhar")
     store = RunStore.create(tmp_path / "r", config.to_dict(), seed=0)
     with pytest.raises(ValueError, match="model"):
-        run_server(LocalGrid(client_train, 3), config, store)
+        run_server(LocalGrid(client_app, 4), config, store)
     assert store.meta["status"] == "failed"

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         status = run_simulation(
             config,
             store,
-            len(plan.clients),
+            len(plan.subjects),
             progress=progress,
             verbose=args.verbose,
             failure_injection=args.inject_failure,

@@ -44,13 +44,18 @@ def apply_simulation_env() -> None:
 def run_simulation(
     config: ExperimentConfig,
     store: RunStore,
-    num_clients: int,
+    num_nodes: int,
     *,
     progress=None,
     verbose: bool = False,
     failure_injection: str = "",
 ) -> str:
-    """Run the experiment on Flower's Ray simulation engine; returns the run's final status."""
+    """Run the experiment on Flower's Ray simulation engine; returns the run's final status.
+
+    ``num_nodes`` simulated nodes are started, one per subject of the dataset (partition ``i`` is
+    its ``i``-th subject); the server trains with the experiment's client subjects only. Nodes are
+    virtual: only ``os.cpu_count() / simulation.cpus_per_client`` actors do the work.
+    """
     apply_simulation_env()
     from flwr.simulation import run_simulation as flower_run_simulation
 
@@ -86,7 +91,7 @@ def run_simulation(
         flower_run_simulation(
             server_app=server_app,
             client_app=client_app,
-            num_supernodes=num_clients,
+            num_supernodes=num_nodes,
             backend_config=backend_config,
             verbose_logging=verbose,
         )
