@@ -170,8 +170,7 @@ def run_server(
             model.load_state_dict(checkpoint[1])
         remaining = config.run.rounds - done
         if remaining <= 0:
-            store.finish("finished", f"all {config.run.rounds} rounds were already finished")
-            return "finished"
+            return _finish(store, config, store.resumed_failures)
         eval_x, eval_y = _held_windows(config, plan.eval_subjects)
         eval_model = empty_model(config, plan.num_channels, plan.num_classes)
         strategy = CuriousFedAvg(
@@ -219,19 +218,23 @@ def run_server(
             train_config=ConfigRecord(to_flat(config)),
             evaluate_fn=evaluate,
         )
-        failed = failures_total[0] + store.resumed_failures
-        if failed and not config.run.allow_client_failures:
-            message = (
-                f"{failed} client update(s) failed (see failures.csv); set "
-                "run.allow_client_failures = true to accept a run with failed clients"
-            )
-            store.finish("failed", message)
-            return "failed"
-        store.finish("finished", f"{failed} client failure(s)" if failed else "")
-        return "finished"
+        return _finish(store, config, failures_total[0] + store.resumed_failures)
     except BaseException as exc:
         store.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _finish(store: RunStore, config: ExperimentConfig, failed: int) -> str:
+    """Close the run: failed if any client update failed, unless the config allows it."""
+    if failed and not config.run.allow_client_failures:
+        message = (
+            f"{failed} client update(s) failed (see failures.csv); set "
+            "run.allow_client_failures = true to accept a run with failed clients"
+        )
+        store.finish("failed", message)
+        return "failed"
+    store.finish("finished", f"{failed} client failure(s)" if failed else "")
+    return "finished"
 
 
 def make_server_app(
@@ -252,6 +255,44 @@ def make_server_app(
         )
         if on_finish is not None:
             on_finish(status)
+
+    return server_app
+
+
+# A run of a sweep as the ServerApp needs it: its config, and an open store (created or resumed).
+SweepItem = tuple[ExperimentConfig, Callable[[], RunStore]]
+
+
+def make_sweep_server_app(
+    items: list[SweepItem],
+    *,
+    on_run_start: Callable[[int, ExperimentConfig], None] | None = None,
+    on_run_end: Callable[[int, str, str], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> ServerApp:
+    """A ServerApp that runs many experiments one after the other in one simulation.
+
+    Ray, the actors and their imports start once for the whole sweep. A run that fails (a client
+    failure, or an error in the run) is recorded in its own run directory and the sweep goes on;
+    ``on_run_end(index, status, message)`` reports it.
+    """
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        for index, (config, open_store) in enumerate(items):
+            if on_run_start is not None:
+                on_run_start(index, config)
+            message = ""
+            try:
+                store = open_store()
+                status = run_server(grid, config, store, progress=progress)
+                message = store.meta.get("message", "")
+            except Exception as exc:  # noqa: BLE001 -- one broken cell must not stop the sweep
+                status, message = "failed", f"{type(exc).__name__}: {exc}"
+                logger.error("run %s failed: %s", config.run.name, message)
+            if on_run_end is not None:
+                on_run_end(index, status, message)
 
     return server_app
 

@@ -19,6 +19,7 @@ examples:
   fl-har data info hapt                    inspect the real UCI HAPT data
   fl-har run                               the default experiment (HAPT, DeepConvLSTM, 30 clients)
   fl-har run --config experiments/fedavg/s2.toml --set run.rounds=3
+  fl-har sweep experiments/paper/sampling.toml   a grid of runs, resumable
   fl-har config show                       every config key with its default
   fl-har attacks                           the label-reconstruction attacks available"""
 
@@ -100,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
     run.add_argument("--inject-failure", default="", metavar="PARTITION:ROUND", help=argparse.SUPPRESS)
 
+    from fl_har.cli import sweep_cmd
+
+    sweep_cmd.add_parser(commands)
+
     pretrain = commands.add_parser(
         "pretrain",
         help="train a model centrally on the server's subjects (for 'trained' experiments)",
@@ -143,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fl_har.cli import run_cmd
 
             return run_cmd.run(args)
+        if args.command == "sweep":
+            from fl_har.cli import sweep_cmd
+
+            return sweep_cmd.sweep(args)
         if args.command == "pretrain":
             from fl_har.cli import pretrain_cmd
 

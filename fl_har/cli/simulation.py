@@ -41,46 +41,21 @@ def apply_simulation_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def run_simulation(
-    config: ExperimentConfig,
-    store: RunStore,
-    num_nodes: int,
-    *,
-    progress=None,
-    verbose: bool = False,
-    failure_injection: str = "",
-) -> str:
-    """Run the experiment on Flower's Ray simulation engine; returns the run's final status.
-
-    ``num_nodes`` simulated nodes are started, one per subject of the dataset (partition ``i`` is
-    its ``i``-th subject); the server trains with the experiment's client subjects only. Nodes are
-    virtual: only ``os.cpu_count() / simulation.cpus_per_client`` actors do the work.
-    """
+def start_simulation(
+    server_app, num_nodes: int, *, cpus_per_client: float = 1.0, verbose: bool = False
+) -> None:
+    """Run ``server_app`` with fl-har's ClientApp on ``num_nodes`` simulated nodes (Ray)."""
     apply_simulation_env()
     from flwr.simulation import run_simulation as flower_run_simulation
 
     from clients.har_client import app as client_app
-    from strategies.server_app import make_server_app
 
-    statuses: list[str] = []
-
-    def record_status(status: str) -> None:
-        statuses.append(status)
-
-    server_app = make_server_app(
-        config,
-        store,
-        progress=progress,
-        failure_injection=failure_injection,
-        on_finish=record_status,
-    )
     level = logging.INFO if verbose else logging.ERROR
     logging.getLogger("flwr").setLevel(level)
-    cpus = os.cpu_count() or 1
     backend_config = {
-        "client_resources": {"num_cpus": config.simulation.cpus_per_client, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
         "init_args": {
-            "num_cpus": cpus,
+            "num_cpus": os.cpu_count() or 1,
             "num_gpus": 0,
             "logging_level": "info" if verbose else "error",
             "log_to_driver": verbose,
@@ -95,4 +70,34 @@ def run_simulation(
             backend_config=backend_config,
             verbose_logging=verbose,
         )
+
+
+def run_simulation(
+    config: ExperimentConfig,
+    store: RunStore,
+    num_nodes: int,
+    *,
+    progress=None,
+    verbose: bool = False,
+    failure_injection: str = "",
+) -> str:
+    """Run one experiment on Flower's Ray simulation engine; returns the run's final status.
+
+    ``num_nodes`` simulated nodes are started, one per subject of the dataset (partition ``i`` is
+    its ``i``-th subject); the server trains with the experiment's client subjects only. Nodes are
+    virtual: only ``os.cpu_count() / simulation.cpus_per_client`` actors do the work.
+    """
+    from strategies.server_app import make_server_app
+
+    statuses: list[str] = []
+    server_app = make_server_app(
+        config,
+        store,
+        progress=progress,
+        failure_injection=failure_injection,
+        on_finish=statuses.append,
+    )
+    start_simulation(
+        server_app, num_nodes, cpus_per_client=config.simulation.cpus_per_client, verbose=verbose
+    )
     return statuses[-1] if statuses else "failed"

@@ -1,0 +1,236 @@
+"""``fl-har sweep FILE``: run a grid of experiments in one Flower simulation, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fl_har.cli.console import console, fail
+from fl_har.config import check_attack_names
+from fl_har.sweep import MANIFEST, PretrainJob, Sweep, SweepRun, load_sweep, write_json_atomic
+
+
+def add_parser(commands) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="run the grid of experiments a sweep file declares (resumable)",
+        description="Run the cartesian product of experiments declared in a sweep file (TOML; "
+        "see fl_har/sweep.py and experiments/paper/). Finished runs are skipped, interrupted ones "
+        "resumed; models for 'pretrained' cells are pre-trained once per fold and cached. All runs "
+        "share one Flower simulation, so Ray and the clients start once. Every run keeps its own "
+        "run directory under <out>/<name>/cells/. Exit status 1 if any run failed.",
+    )
+    sweep.add_argument("file", help="sweep file (TOML)")
+    sweep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value in every cell, e.g. --set run.rounds=2 (repeatable)",
+    )
+    sweep.add_argument("--list", action="store_true", help="list the runs and their state; run nothing")
+    sweep.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
+
+
+def _run_dir(sweep: Sweep, run: SweepRun) -> Path:
+    return sweep.out_dir / "cells" / run.run_id
+
+
+def run_state(sweep: Sweep, run: SweepRun) -> tuple[str, int]:
+    """("finished" | "partial" | "failed" | "pending", rounds finished) from the run's meta.json."""
+    meta_path = _run_dir(sweep, run) / "meta.json"
+    if not meta_path.is_file():
+        return "pending", 0
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return "pending", 0
+    done = int(meta.get("last_finished_round", 0))
+    if meta.get("status") == "finished" and done >= run.config.run.rounds:
+        return "finished", done
+    if meta.get("status") == "failed" and done >= run.config.run.rounds:
+        return "failed", done
+    return ("partial" if done else "pending"), done
+
+
+def _pretrain(job: PretrainJob, console_progress: Progress) -> dict:
+    from fl_har.federation import dataset_for
+    from fl_har.pretrain import PretrainConfig, load_checkpoint, pretrain, save_checkpoint
+
+    if job.checkpoint.is_file():
+        meta = load_checkpoint(job.checkpoint).meta
+        return {"key": job.key, "checkpoint": str(job.checkpoint), "cached": True,
+                "eval_macro_f1": meta.get("eval_macro_f1"), "eval_accuracy": meta.get("eval_accuracy"),
+                "seconds": meta.get("pretrain_seconds")}
+    config = job.config
+    settings = PretrainConfig(
+        model=config.model.name, epochs=job.spec.epochs, lr=job.spec.lr,
+        batch_size=job.spec.batch_size, seed=config.run.seed, head_bias=config.model.head_bias,
+        window=config.data.window, overlap=config.data.overlap,
+        normalization=config.data.normalization,
+    )
+    task = console_progress.add_task(f"pre-train {job.key}", total=job.spec.epochs)
+
+    def progress(epoch: int, epochs: int, info: dict) -> None:
+        text = f"pre-train {job.key}: loss {info.get('loss', float('nan')):.3f}"
+        if "eval_macro_f1" in info:
+            text += f", held-out macro-F1 {info['eval_macro_f1']:.3f}"
+        console_progress.update(task, completed=epoch, description=text)
+
+    start = time.perf_counter()
+    result = pretrain(dataset_for(config), job.train_subjects, job.eval_subjects, settings, progress)
+    seconds = time.perf_counter() - start
+    result.meta["pretrain_seconds"] = seconds
+    save_checkpoint(job.checkpoint, result)
+    console_progress.remove_task(task)
+    return {"key": job.key, "checkpoint": str(job.checkpoint), "cached": False,
+            "eval_macro_f1": result.meta.get("eval_macro_f1"),
+            "eval_accuracy": result.meta.get("eval_accuracy"), "seconds": seconds}
+
+
+def _state_table(sweep: Sweep, states: dict[str, tuple[str, int]]) -> Table:
+    table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs", title_justify="left")
+    for column in ("run", "rounds", "state"):
+        table.add_column(column)
+    colours = {"finished": "green", "failed": "red", "partial": "yellow", "pending": "dim"}
+    for run in sweep.runs:
+        state, done = states[run.run_id]
+        table.add_row(run.run_id, f"{done}/{run.config.run.rounds}",
+                      f"[{colours[state]}]{state}[/]")
+    return table
+
+
+def sweep(args: argparse.Namespace) -> int:
+    import attacks
+    from fl_har.federation import dataset_for
+    from fl_har.results import RunStore
+
+    started = time.perf_counter()
+    spec = load_sweep(args.file, args.overrides)
+    for run in spec.runs:
+        check_attack_names(run.config, attacks.available())
+    states = {run.run_id: run_state(spec, run) for run in spec.runs}
+    if args.list:
+        console.print(_state_table(spec, states))
+        return 0
+    # A run that did all its rounds but failed (a client failed) is final: delete its folder to
+    # run it again. Partial runs are resumed.
+    todo = [run for run in spec.runs if states[run.run_id][0] not in ("finished", "failed")]
+    manifest_path = spec.out_dir / MANIFEST
+    manifest = {
+        "sweep": spec.name, "source": str(spec.source), "folds": spec.folds,
+        "cells": {}, "pretraining": {}, "timing": {},
+    }
+    for run in spec.runs:
+        manifest["cells"][run.run_id] = {
+            "cell": run.cell_id, "axes": run.axes, "fold": run.fold,
+            "run_dir": str(Path("cells") / run.run_id), "status": states[run.run_id][0],
+        }
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    (spec.out_dir / "sweep.toml").write_text(spec.source.read_text(encoding="utf-8"))
+    console.print(
+        f"[bold]sweep {spec.name}[/]: {len(spec.runs)} runs, {len(spec.runs) - len(todo)} already "
+        f"finished; results in {spec.out_dir}"
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        # 1. pre-training (cached; reported separately from the grid's time)
+        needed = {run.pretrain_key for run in todo if run.pretrain_key}
+        pretrain_start = time.perf_counter()
+        for key in sorted(spec.pretrain_jobs):
+            job = spec.pretrain_jobs[key]
+            if key in needed or job.checkpoint.is_file():
+                manifest["pretraining"][key] = _pretrain(job, bar)
+        manifest["timing"]["pretraining_seconds"] = time.perf_counter() - pretrain_start
+        write_json_atomic(manifest_path, manifest)
+        if not todo:
+            console.print("[green]every run is finished[/]")
+            return 0
+
+        # 2. every pending run in one simulation
+        runs_task = bar.add_task("runs", total=len(spec.runs),
+                                 completed=len(spec.runs) - len(todo))
+        rounds_task = bar.add_task("rounds", total=1)
+        timing: dict[str, float] = {}
+        clock = {"launch": time.perf_counter(), "run": 0.0}
+
+        def opener(run: SweepRun):
+            def open_store() -> RunStore:
+                run_dir = _run_dir(spec, run)
+                if states[run.run_id][0] == "partial":
+                    return RunStore.resume(run_dir, run.config.to_dict())
+                return RunStore.create(run_dir, run.config.to_dict(), seed=run.config.run.seed,
+                                       overwrite=True)
+            return open_store
+
+        first_run_rounds: list[float] = []
+
+        def on_run_start(index: int, config) -> None:
+            clock["run"] = time.perf_counter()
+            run = todo[index]
+            bar.update(rounds_task, total=config.run.rounds, completed=states[run.run_id][1],
+                       description=f"rounds of {run.run_id}")
+
+        def on_run_end(index: int, status: str, message: str) -> None:
+            run = todo[index]
+            entry = manifest["cells"][run.run_id]
+            entry.update(status=status, message=message,
+                         seconds=time.perf_counter() - clock["run"])
+            timing["runs_seconds"] = timing.get("runs_seconds", 0.0) + entry["seconds"]
+            manifest["timing"].update(timing)
+            write_json_atomic(manifest_path, manifest)
+            bar.advance(runs_task)
+            if status != "finished":
+                bar.console.print(f"[red]{run.run_id} {status}[/]: {message}")
+
+        def on_round(run_round: int, rounds: int, row: dict) -> None:
+            bar.update(rounds_task, completed=run_round)
+            if "first_round_done" not in clock:
+                clock["first_round_done"] = time.perf_counter()
+            if "startup_seconds" not in timing and len(first_run_rounds) < 3:
+                first_run_rounds.append(float(row["round_seconds"]))
+                if len(first_run_rounds) == 3 or run_round == rounds:
+                    # Start-up (Ray, actors importing torch and loading data) = time to the end of
+                    # the sweep's first round, less what a steady round of that run takes.
+                    steady = min(first_run_rounds[1:] or first_run_rounds)
+                    first = clock["first_round_done"] - clock["launch"]
+                    timing["startup_seconds"] = max(first - steady, 0.0)
+
+        from fl_har.cli.simulation import start_simulation
+        from strategies.server_app import make_sweep_server_app
+
+        server_app = make_sweep_server_app(
+            [(run.config, opener(run)) for run in todo],
+            on_run_start=on_run_start, on_run_end=on_run_end, progress=on_round,
+        )
+        num_nodes = max(len(dataset_for(run.config).subjects) for run in todo)
+        cpus = max(run.config.simulation.cpus_per_client for run in todo)
+        start_simulation(server_app, num_nodes, cpus_per_client=cpus, verbose=args.verbose)
+    manifest["timing"]["sweep_wall_seconds"] = time.perf_counter() - started
+    manifest["timing"]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json_atomic(manifest_path, manifest)
+    states = {run.run_id: run_state(spec, run) for run in spec.runs}
+    failed = [r for r in spec.runs if states[r.run_id][0] != "finished"]
+    timing = manifest["timing"]
+    timing["runs_after_startup_seconds"] = max(
+        timing.get("runs_seconds", 0.0) - timing.get("startup_seconds", 0.0), 0.0
+    )
+    write_json_atomic(manifest_path, manifest)
+    console.print(
+        f"pre-training {timing.get('pretraining_seconds', 0):.0f} s, simulation start-up "
+        f"{timing.get('startup_seconds', 0):.0f} s, runs after start-up "
+        f"{timing['runs_after_startup_seconds']:.0f} s, wall {timing['sweep_wall_seconds']:.0f} s"
+    )
+    if failed:
+        console.print(_state_table(spec, states))
+        return fail(f"{len(failed)} run(s) did not finish: "
+                    f"{', '.join(r.run_id for r in failed)} (rerun the same command to resume)",
+                    code=1)
+    console.print(f"[green]all {len(spec.runs)} runs finished[/]; report with: "
+                  f"fl-har report {spec.out_dir}")
+    return 0
