@@ -15,7 +15,8 @@ import pandas as pd
 from fl_har.report.collect import CLIENT_METRICS, FACTOR_COLUMNS
 from fl_har.report.factors import LDP_NONE
 
-CELL_KEYS = ("variant", *FACTOR_COLUMNS, "attack")
+# "family" follows from "attack"; it is a key only so that it stays a column.
+CELL_KEYS = ("variant", *FACTOR_COLUMNS, "attack", "family")
 
 
 def select(clients: pd.DataFrame, *, batch_size: int | None = None,

@@ -6,6 +6,10 @@ of bias- and weight-based attacks applied to WEAR and Wetlab using shuffled, seq
 balanced sampling" for untrained (U) and trained (T) models, single-step updates of N = 100
 windows, averaged over the attacks of a family and the two architectures (DeepConvLSTM, TinyHAR).
 "Avg." is the mean of the weight and bias rows. Values in percent, as printed in the paper.
+
+The printed values are kept verbatim, including one inconsistency: Wetlab (T), shuffle, prints
+Avg. 21.66% although (15.72% + 27.87%) / 2 = 21.795%; every other Avg. matches its rows to
+within rounding. Which of the three numbers is the typo is unknown.
 """
 
 from __future__ import annotations
