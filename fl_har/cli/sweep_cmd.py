@@ -145,7 +145,13 @@ def sweep(args: argparse.Namespace) -> int:
         for key in sorted(spec.pretrain_jobs):
             job = spec.pretrain_jobs[key]
             if key in needed or job.checkpoint.is_file():
-                manifest["pretraining"][key] = _pretrain(job, bar)
+                entry = manifest["pretraining"][key] = _pretrain(job, bar)
+                if not entry["cached"]:
+                    f1 = entry["eval_macro_f1"]
+                    bar.console.print(
+                        f"pre-trained {key}: held-out macro-F1 "
+                        f"{'n/a' if f1 is None else f'{f1:.3f}'} ({entry['seconds']:.0f} s)"
+                    )
         manifest["timing"]["pretraining_seconds"] = time.perf_counter() - pretrain_start
         write_json_atomic(manifest_path, manifest)
         if not todo:
