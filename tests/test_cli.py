@@ -67,7 +67,16 @@ def test_run_refuses_to_overwrite_a_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").rglob("*.toml")), ids=str)
 def test_shipped_experiment_configs_are_valid(path):
+    """Every shipped experiment config and sweep file validates, cell by cell."""
+    import tomllib
+
     import attacks
     from fl_har.config import check_attack_names, load_config
+    from fl_har.sweep import load_sweep
 
-    check_attack_names(load_config(path), attacks.available())
+    if "sweep" in tomllib.loads(path.read_text()):
+        configs = [run.config for run in load_sweep(path).runs]
+    else:
+        configs = [load_config(path)]
+    for config in configs:
+        check_attack_names(config, attacks.available())

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from fl_har.cli import report_cmd
-from fl_har.config import load_config
+from fl_har.config import load_config, parse_subjects
 from fl_har.metrics import le_acc, le_precision, le_recall, ln_acc
 from fl_har.report import ReportError, build_report, collect_runs, paper_findings, table1
 from fl_har.report.factors import attack_family, base_attack, ldp_setting, run_factors
@@ -31,9 +31,10 @@ PERFECT, HALF, ZERO, THREE_QUARTERS = (2, 2, 0), (4, 0, 0), (0, 0, 4), (1, 3, 0)
 NOISY = (3, 1, 0)  # LnAcc 0.75, LeAcc 1, ClassAcc 0.75
 
 
-def attack_row(round_number, partition, attack, pred, true=TRUE):
+def attack_row(round_number, partition, attack, pred, true=TRUE, subject=None):
     return {
-        "round": round_number, "partition": partition, "subject": partition + 1,
+        "round": round_number, "partition": partition,
+        "subject": partition + 1 if subject is None else subject,
         "attack": attack, "num_samples": sum(true), "local_steps": 1,
         "true_counts": list(true), "pred_counts": list(pred),
         "ln_acc": ln_acc(true, pred), "le_acc": le_acc(true, pred),
@@ -44,18 +45,19 @@ def attack_row(round_number, partition, attack, pred, true=TRUE):
 
 def make_run(root, name, predictions, *, sampler="shuffle", model="deepconvlstm",
              init="untrained", steps=1, noise=0.0, clip=0.0, rounds=1, finish="finished",
-             seed=0, clients="1-4", round_seconds=2.0):
+             seed=0, clients="1-4", round_seconds=2.0, extra=()):
     """A run whose attack ``a`` predicts ``predictions[a][partition]`` in every round."""
     attacks = ",".join(predictions)
     config = load_config(None, [
         f"run.name={name}", f"run.seed={seed}", f"run.rounds={rounds}", "data.dataset=synthetic",
         f"data.clients={clients}", f"model.name={model}", f"model.init={init}",
         f"client.sampler={sampler}", f"client.local_steps={steps}", f"client.ldp_noise={noise}",
-        f"client.ldp_clip={clip}", f"attacks.names={attacks}",
+        f"client.ldp_clip={clip}", f"attacks.names={attacks}", *extra,
     ])
     store = RunStore.create(root / name, config.to_dict(), seed=seed)
+    subjects = parse_subjects(clients, "clients")
     for round_number in range(1, rounds + 1):
-        rows = [attack_row(round_number, partition, attack, pred)
+        rows = [attack_row(round_number, partition, attack, pred, subject=subjects[partition])
                 for attack, preds in predictions.items() for partition, pred in enumerate(preds)]
         store.record_round(round_number, rows,
                            {"round": round_number, "round_seconds": round_seconds}, [], None)
@@ -65,12 +67,18 @@ def make_run(root, name, predictions, *, sampler="shuffle", model="deepconvlstm"
 
 
 def sampling_pair(root, *, sequential_leaks_more=True, prefix=""):
-    """Two cells: sequential and shuffle, DeepConvLSTM, untrained, llg + ebi, two clients."""
+    """Two cells: sequential and shuffle, DeepConvLSTM, untrained, llg + ebi, two clients.
+
+    With ``prefix="leakage_har."`` the reference-code attacks, with LDP scope "all" as the
+    paper's code (a key that differs from the published runs of the same configuration).
+    """
     strong = {f"{prefix}llg": [HALF, ZERO], f"{prefix}ebi": [PERFECT, THREE_QUARTERS]}
     weak = {f"{prefix}llg": [ZERO, ZERO], f"{prefix}ebi": [HALF, HALF]}
+    extra = ["client.ldp_scope=all"] if prefix else []
     make_run(root, f"{prefix}seq", strong if sequential_leaks_more else weak,
-             sampler="sequential")
-    make_run(root, f"{prefix}shuf", weak if sequential_leaks_more else strong, sampler="shuffle")
+             sampler="sequential", clients="1-2", extra=extra)
+    make_run(root, f"{prefix}shuf", weak if sequential_leaks_more else strong, sampler="shuffle",
+             clients="1-2", extra=extra)
 
 
 def value(table, **where):
@@ -100,7 +108,7 @@ def test_factors_come_from_the_config_not_the_folder(tmp_path):
     assert base_attack("leakage_har.llbg") == "llbg"
     assert [attack_family(a) for a in ("llg_star", "llg_plus", "idlg", "llbg_trained")] == [
         "weight", "weight", "bias", "bias"]
-    with pytest.raises(ReportError, match="client.batch_size = 'many'"):
+    with pytest.raises(ReportError, match=r"client\.batch_size = 'many'"):
         run_factors({"client": {"batch_size": "many"}}, "x/config.toml")
 
 
@@ -137,12 +145,25 @@ def test_table1_averages_models_equally_and_pools_folds(tmp_path):
     assert table[table["family"] == "avg"].empty  # no weight-based attack: no Avg.
 
 
+def test_a_subject_in_replicate_runs_counts_once(tmp_path):
+    make_run(tmp_path, "seed0", {"ebi": [PERFECT, ZERO]}, clients="1-2", seed=0)
+    make_run(tmp_path, "seed1", {"ebi": [HALF]}, clients="1", seed=1)
+    collection = collect_runs([tmp_path])
+    row = value(table1(collection.clients), family="bias")
+    # subject 1: mean(1.0, 0.5) = 0.75, subject 2: 0.0 -> 0.375 (not the row mean 0.5)
+    assert row["class_acc"] == pytest.approx(0.375)
+    assert (row["n_clients"], row["n_runs"]) == (2, 2)
+    assert any("subject(s) 1 more than once" in w for w in collection.warnings)
+
+
 def test_table1_excludes_multi_step_and_ldp_runs_and_splits_variants(tmp_path):
     sampling_pair(tmp_path)
     sampling_pair(tmp_path, prefix="leakage_har.", sequential_leaks_more=False)
     make_run(tmp_path, "multi", {"ebi": [ZERO, ZERO]}, sampler="shuffle", steps=2)
     make_run(tmp_path, "noisy", {"ebi": [ZERO, ZERO]}, sampler="shuffle", noise=0.1)
-    table = table1(collect_runs([tmp_path]).clients)
+    collection = collect_runs([tmp_path])
+    assert collection.warnings == []  # published and reference runs are not pooled together
+    table = table1(collection.clients)
     assert value(table, variant="published", sampler="shuffle", family="bias")[
         "class_acc"] == pytest.approx(0.5)
     assert value(table, variant="reference", sampler="shuffle", family="bias")[
@@ -177,15 +198,14 @@ def test_unfinished_broken_and_duplicate_runs_are_skipped_with_reasons(tmp_path)
     (broken / "meta.json").write_text("{not json")
     copy = make_run(tmp_path / "elsewhere", "copy", {"llg": [HALF, ZERO],
                                                       "ebi": [PERFECT, THREE_QUARTERS]},
-                    sampler="sequential")
+                    sampler="sequential", clients="1-2")
     collection = collect_runs([tmp_path / "sweep", tmp_path / "elsewhere"])
     assert sorted(run.name for run in collection.runs) == ["seq", "shuf"]
     reasons = {path.name: reason for path, reason in
                ((s.path, s.reason) for s in collection.skipped)}
     assert "'running'" in reasons["running"] and "'failed'" in reasons["crashed"]
     assert "JSON" in reasons["broken"]
-    assert "duplicate of" in reasons["copy"] and "seq" in reasons["copy"]
-    assert copy.name in reasons
+    assert "duplicate of" in reasons[copy.name] and "seq" in reasons[copy.name]
 
 
 def test_pooled_runs_that_differ_in_other_keys_are_flagged(tmp_path):
@@ -198,9 +218,9 @@ def test_pooled_runs_that_differ_in_other_keys_are_flagged(tmp_path):
 
 def test_no_runs_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="no run directories.*empty"):
+    with pytest.raises(ReportError, match=r"no run directories.*empty"):
         collect_runs([tmp_path / "empty"])
-    with pytest.raises(ReportError, match="missing.*does not exist"):
+    with pytest.raises(ReportError, match=r"missing.*does not exist"):
         collect_runs([tmp_path / "missing"])
 
 
@@ -222,6 +242,15 @@ def test_finding_1_follows_the_data(tmp_path, sequential_leaks_more, verdict):
     assert findings_by(findings, 3).verdict.startswith("not measured (missing runs:")
     assert findings_by(findings, 1, "reference").verdict.startswith("not measured")
     assert findings_by(findings, 5, "published vs reference").verdict.startswith("not measured")
+
+
+def test_finding_1_needs_sequential_highest_not_only_shuffle_lowest(tmp_path):
+    make_run(tmp_path, "shuf", {"ebi": [ZERO]}, sampler="shuffle", clients="1")
+    make_run(tmp_path, "seq", {"ebi": [HALF]}, sampler="sequential", clients="1")
+    make_run(tmp_path, "bal", {"ebi": [PERFECT]}, sampler="balanced", clients="1")
+    first = findings_by(paper_findings(collect_runs([tmp_path]).clients), 1)
+    assert first.verdict == "does not hold"
+    assert "shuffle 0.00%, sequential 50.00%, balanced 100.00%" in first.evidence[0]
 
 
 def test_finding_2_fails_when_weight_based_attacks_win(tmp_path):
@@ -252,12 +281,12 @@ def test_finding_4_checks_each_ldp_claim(tmp_path):
     fourth = findings_by(paper_findings(collect_runs([tmp_path]).clients), 4)
     assert fourth.verdict == "holds", fourth.evidence
     text = "\n".join(fourth.evidence)
-    assert "LDP noise: LnAcc 75.00%, LeAcc 100.00%, ClassAcc 75.00%" in text
+    assert ("LDP noise: LnAcc 75.00%, LeAcc 100.00% (LeRecall, the paper code's 'LeAcc': "
+            "100.00%), ClassAcc 75.00%") in text
     assert "(c) ClassAcc with noise+clip 0.00%" in text
     # Without the noise+clip runs the last part cannot be checked.
     for sampler in ("shuffle", "sequential"):
-        for name in ("meta.json",):
-            (tmp_path / f"both-{sampler}" / name).unlink()
+        (tmp_path / f"both-{sampler}" / "meta.json").unlink()  # no longer a run directory
     partial = findings_by(paper_findings(collect_runs([tmp_path]).clients), 4)
     assert partial.verdict.startswith("not measured (missing runs:")
     assert "LDP noise+clip" in partial.verdict
@@ -270,7 +299,7 @@ def test_finding_5_compares_the_variants(tmp_path):
     assert findings_by(findings, 1, "reference").verdict == "does not hold"
     fifth = findings_by(findings, 5, "published vs reference")
     assert fifth.verdict == "does not hold"
-    assert "ebi +0.00 pp, llg +0.00 pp" in fifth.evidence[0]  # same values, samplers swapped
+    assert "llg +0.00 pp, ebi +0.00 pp" in fifth.evidence[0]  # same values, samplers swapped
 
 
 # -- figures and the written report ---------------------------------------------------------------
@@ -344,6 +373,33 @@ def test_confusion_pools_sorted_pairs_over_updates(tmp_path):
     assert cell.normalised()[1].tolist() == [0.5, 0.5, 0.0]
     assert class_names("hapt", 13)[:2] == ["null", "walking"]
     assert class_names("synthetic", 3) == ["null", "1", "2"]
+
+
+def test_trained_models_and_sweep_timing_are_reported(tmp_path):
+    from fl_har.data import load_dataset
+    from fl_har.pretrain import PretrainConfig, pretrain, save_checkpoint
+
+    dataset = load_dataset("synthetic", num_subjects=3, samples_per_subject=1500)
+    result = pretrain(dataset, (2, 3), (1,), PretrainConfig(model="tinyhar", epochs=1,
+                                                            batch_size=50))
+    checkpoint = tmp_path / "pretrained" / "fold1.pt"
+    save_checkpoint(checkpoint, result)
+    sweep = tmp_path / "sweep"
+    for fold, init in ((1, checkpoint), (2, tmp_path / "gone.pt")):
+        make_run(sweep / "cells", f"fold{fold}", {"ebi": [PERFECT]}, init=str(init),
+                 clients=str(fold), model="tinyhar")
+    (sweep / "manifest.json").write_text(json.dumps(
+        {"timing": {"pretraining_seconds": 125.0, "runs_seconds": 30.5}}))
+    report = build_report([sweep], run_views_enabled=False)
+    text = report.report_md.read_text()
+    f1 = f"{result.meta['eval_macro_f1']:.3f}"
+    assert "## Trained models" in text
+    assert f"| fold1.pt | synthetic | tinyhar | 1 | 2 | 1 | {f1} |" in text
+    assert "gone.pt" in text and "does not exist" in text
+    assert "pretraining seconds: 2 min 05 s" in text and "runs seconds: 30.5 s" in text
+    csv = pd.read_csv(report.out / "pretrained.csv")
+    assert csv.loc[csv["checkpoint"] == str(checkpoint), "eval_macro_f1"].item() == pytest.approx(
+        result.meta["eval_macro_f1"])
 
 
 # -- command line --------------------------------------------------------------------------------

@@ -174,7 +174,9 @@ def test_pretrained_checkpoint_run_with_held_out_evaluation(tmp_path, capsys):
     from fl_har.pretrain import load_checkpoint
 
     # the server evaluates exactly the pre-trained model (frozen regime)
-    expected = load_checkpoint(checkpoint).meta["eval_macro_f1"]
+    meta = load_checkpoint(checkpoint).meta
+    expected = meta["eval_macro_f1"]
+    assert meta["untrained_eval_macro_f1"] < expected  # the baseline a reader compares with
     assert store.round_table().loc[0, "eval_macro_f1"] == pytest.approx(expected)
     table = store.attack_table()
     assert (table["error"] == "").all() and len(table) == 1 * 3

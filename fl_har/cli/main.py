@@ -20,6 +20,7 @@ examples:
   fl-har run                               the default experiment (HAPT, DeepConvLSTM, 30 clients)
   fl-har run --config experiments/fedavg/s2.toml --set run.rounds=3
   fl-har sweep experiments/paper/sampling.toml   a grid of runs, resumable
+  fl-har report results/paper-sampling     Table 1, figures and findings from run directories
   fl-har config show                       every config key with its default
   fl-har attacks                           the label-reconstruction attacks available"""
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep_cmd.add_parser(commands)
 
+    from fl_har.cli import report_cmd
+
+    report_cmd.add_parser(commands)
+
     pretrain = commands.add_parser(
         "pretrain",
         help="train a model centrally on the server's subjects (for 'trained' experiments)",
@@ -152,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fl_har.cli import sweep_cmd
 
             return sweep_cmd.sweep(args)
+        if args.command == "report":
+            from fl_har.cli import report_cmd
+
+            return report_cmd.report(args)
         if args.command == "pretrain":
             from fl_har.cli import pretrain_cmd
 

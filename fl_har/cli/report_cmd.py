@@ -93,7 +93,9 @@ def _summary(report) -> None:
     for name in ("#", "variant", "verdict", "finding"):
         verdicts.add_column(name)
     for finding in report.findings:
-        verdicts.add_row(str(finding.number), finding.variant, finding.verdict, finding.title)
+        # The reasons behind "not measured" are in report.md; the console keeps one word.
+        verdict = "not measured" if not finding.measured else finding.verdict
+        verdicts.add_row(str(finding.number), finding.variant, verdict, finding.title)
     console.print(verdicts)
     console.print(f"{len(report.figures)} figure(s), {len(report.skipped_figures)} not drawn; "
                   f"report: [bold]{escape(str(report.report_md))}[/]"

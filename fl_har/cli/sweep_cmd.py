@@ -58,13 +58,14 @@ def run_state(sweep: Sweep, run: SweepRun) -> tuple[str, int]:
 
 def _pretrain(job: PretrainJob, console_progress: Progress) -> dict:
     from fl_har.federation import dataset_for
-    from fl_har.pretrain import PretrainConfig, load_checkpoint, pretrain, save_checkpoint
+    from fl_har.pretrain import (
+        PretrainConfig,
+        load_checkpoint,
+        pretrain,
+        save_checkpoint,
+        untrained_baseline,
+    )
 
-    if job.checkpoint.is_file():
-        meta = load_checkpoint(job.checkpoint).meta
-        return {"key": job.key, "checkpoint": str(job.checkpoint), "cached": True,
-                "eval_macro_f1": meta.get("eval_macro_f1"), "eval_accuracy": meta.get("eval_accuracy"),
-                "seconds": meta.get("pretrain_seconds")}
     config = job.config
     settings = PretrainConfig(
         model=config.model.name, epochs=job.spec.epochs, lr=job.spec.lr,
@@ -72,6 +73,21 @@ def _pretrain(job: PretrainJob, console_progress: Progress) -> dict:
         window=config.data.window, overlap=config.data.overlap,
         normalization=config.data.normalization,
     )
+    if job.checkpoint.is_file():
+        cached = load_checkpoint(job.checkpoint)
+        meta = cached.meta
+        if "untrained_eval_macro_f1" not in meta and job.eval_subjects:
+            # checkpoints from before the baseline was recorded: add it once
+            base = untrained_baseline(
+                dataset_for(config), job.train_subjects, job.eval_subjects, settings
+            )
+            meta["untrained_eval_macro_f1"] = base.macro_f1
+            meta["untrained_eval_accuracy"] = base.accuracy
+            save_checkpoint(job.checkpoint, cached)
+        return {"key": job.key, "checkpoint": str(job.checkpoint), "cached": True,
+                "eval_macro_f1": meta.get("eval_macro_f1"), "eval_accuracy": meta.get("eval_accuracy"),
+                "untrained_eval_macro_f1": meta.get("untrained_eval_macro_f1"),
+                "seconds": meta.get("pretrain_seconds")}
     task = console_progress.add_task(f"pre-train {job.key}", total=job.spec.epochs)
 
     def progress(epoch: int, epochs: int, info: dict) -> None:
@@ -88,7 +104,8 @@ def _pretrain(job: PretrainJob, console_progress: Progress) -> dict:
     console_progress.remove_task(task)
     return {"key": job.key, "checkpoint": str(job.checkpoint), "cached": False,
             "eval_macro_f1": result.meta.get("eval_macro_f1"),
-            "eval_accuracy": result.meta.get("eval_accuracy"), "seconds": seconds}
+            "eval_accuracy": result.meta.get("eval_accuracy"),
+            "untrained_eval_macro_f1": result.meta.get("untrained_eval_macro_f1"), "seconds": seconds}
 
 
 def _state_table(sweep: Sweep, states: dict[str, tuple[str, int]]) -> Table:

@@ -1,9 +1,10 @@
 """Two-stage averages over the tidy per-client frame of :mod:`fl_har.report.collect`.
 
 Every number in the report is computed the same way: first the mean over the clients of one
-*cell* (one configuration x one attack, all its runs and folds pooled), then an equal-weight mean
-of those cell means over whatever a table or figure averages (attacks of a family, model
-architectures, ...). A cell therefore counts once however many clients it has.
+*cell* (one configuration x one attack, all its runs and folds pooled; a subject attacked in
+several runs of the configuration counts once), then an equal-weight mean of those cell means
+over whatever a table or figure averages (attacks of a family, model architectures, ...). A cell
+therefore counts once however many clients it has.
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ def single_step(clients: pd.DataFrame, batch_size: int, *, ldp: str | None = LDP
 
 
 def cell_means(clients: pd.DataFrame, metrics: Sequence[str] = CLIENT_METRICS) -> pd.DataFrame:
-    """Per cell (:data:`CELL_KEYS`): each metric's mean over clients (NaN skipped), n_clients,
-    n_runs."""
+    """Per cell (:data:`CELL_KEYS`): each metric's mean over its clients, n_clients, n_runs.
+
+    A client is a subject of the configuration. A subject attacked in several runs of the same
+    configuration (replicates, e.g. the same cell in two sweeps) counts once, with the mean of
+    its values over those runs; NaN values (undefined metrics) are skipped.
+    """
     columns = [*CELL_KEYS, *metrics, "n_clients", "n_runs"]
     if clients.empty:
         return pd.DataFrame({column: [] for column in columns})
-    grouped = clients.groupby(list(CELL_KEYS), sort=True)
-    cells = grouped[list(metrics)].mean()
+    per_subject = clients.groupby([*CELL_KEYS, "subject"], sort=True)[list(metrics)].mean()
+    grouped = per_subject.groupby(level=list(CELL_KEYS), sort=True)
+    cells = grouped.mean()
     cells["n_clients"] = grouped.size()
-    cells["n_runs"] = grouped["run_id"].nunique()
+    cells["n_runs"] = clients.groupby(list(CELL_KEYS), sort=True)["run_id"].nunique()
     return cells.reset_index()[columns]
 
 
@@ -79,5 +85,5 @@ def matched(cells: pd.DataFrame, compare: str, match: Sequence[str],
 
 
 def client_count(clients: pd.DataFrame) -> int:
-    """Distinct (run, client) pairs among ``clients`` rows."""
-    return int(clients[["run_id", "partition"]].drop_duplicates().shape[0])
+    """Distinct clients among ``clients`` rows: (configuration, subject) pairs."""
+    return int(clients[[*FACTOR_COLUMNS, "subject"]].drop_duplicates().shape[0])

@@ -11,11 +11,13 @@ import pandas as pd
 
 from fl_har.report.collect import Collection, collect_runs
 from fl_har.report.errors import ReportError
+from fl_har.report.factors import base_attack
 from fl_har.report.figure_confusion import figure4
 from fl_har.report.figure_leakage import figure2, figure3
 from fl_har.report.findings import Finding, paper_findings
 from fl_har.report.markdown import ReportContent, render, table1_section
 from fl_har.report.paper import PAPER_BATCH_SIZE
+from fl_har.report.provenance import pretrained_models, sweep_timings
 from fl_har.report.run_views import run_views
 from fl_har.report.runtime import runs_frame
 from fl_har.report.style import FigureFile, SkippedFigure
@@ -70,6 +72,7 @@ def build_report(
 
     Writes ``table1.csv`` / ``table1.md`` (Table-1 equivalent per variant, beside the paper's
     values), ``clients.csv`` (tidy per-client rows used), ``runs.csv`` (runs and their runtime),
+    ``pretrained.csv`` (the trained runs' checkpoints and their held-out scores, if any),
     ``figures/*.png`` (Figure 2-4 equivalents, where their runs exist), ``runs/<run>/*.png``
     (per-run views unless ``run_views_enabled`` is false) and ``report.md``; with
     ``results_md`` the same report (links relative to that file) also there. ``command`` is the
@@ -85,13 +88,16 @@ def build_report(
         raise ReportError(f"no finished run in {', '.join(map(str, paths))}: {reasons}{more}")
     out_dir = Path(out) if out is not None else Path(paths[0]) / "report"
     figures_dir = out_dir / "figures"
+    # Figures of an earlier report in the same folder must not linger next to the new ones.
+    for stale in figures_dir.glob("figure[234]_*.png"):
+        stale.unlink()
     table = table1(collection.clients, batch_size)
     figures: list[FigureFile] = []
     skipped: list[SkippedFigure] = []
     for drawn, missed in (
         figure2(collection.clients, figures_dir, batch_size),
         figure3(collection.clients, figures_dir, batch_size),
-        figure4(collection.runs, figures_dir, batch_size, confusion_attack),
+        figure4(collection.runs, figures_dir, batch_size, base_attack(confusion_attack)),
     ):
         figures += drawn
         skipped += missed
@@ -101,18 +107,22 @@ def build_report(
             figures += drawn
             skipped += missed
     runs = runs_frame(collection.runs)
-    files = {"table1.csv": out_dir / "table1.csv", "clients.csv": out_dir / "clients.csv",
-             "runs.csv": out_dir / "runs.csv"}
+    pretrained = pretrained_models(collection.runs)
+    frames = {"table1.csv": table, "clients.csv": collection.clients, "runs.csv": runs}
+    if not pretrained.empty:
+        frames["pretrained.csv"] = pretrained
     out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(files["table1.csv"], index=False, lineterminator="\n")
-    collection.clients.to_csv(files["clients.csv"], index=False, lineterminator="\n")
-    runs.to_csv(files["runs.csv"], index=False, lineterminator="\n")
+    files = {}
+    for name, frame in frames.items():
+        files[name] = out_dir / name
+        frame.to_csv(files[name], index=False, lineterminator="\n")
     _write_text(out_dir / "table1.md", "\n".join(table1_section(table, batch_size, "#")))
     content = ReportContent(
         collection=collection, runs=runs, table1=table, figures=figures,
         skipped_figures=skipped, findings=paper_findings(collection.clients, batch_size),
         command=command, batch_size=batch_size, files=files, notes=notes_text,
-        notes_path=None if notes is None else Path(notes))
+        notes_path=None if notes is None else Path(notes), pretrained=pretrained,
+        sweeps=sweep_timings(paths))
     report_md = out_dir / "report.md"
     _write_text(report_md, render(content, report_md))
     results_path = None

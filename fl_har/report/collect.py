@@ -10,6 +10,8 @@ only the first (in path order) is used and the other is listed as a duplicate.
 Runs with equal :class:`~fl_har.report.factors.RunFactors` form one configuration: their
 per-client rows are pooled into one population (the k folds of a "trained" configuration, each
 attacking other subjects with a model pre-trained on the rest, become one population of clients).
+Pooled runs that differ in other config keys, or that attack the same subject more than once,
+are reported in :attr:`Collection.warnings`.
 """
 
 from __future__ import annotations
@@ -179,24 +181,35 @@ def _empty_clients() -> pd.DataFrame:
 
 
 def pooling_warnings(runs: Sequence[CollectedRun]) -> list[str]:
-    """One line per configuration whose pooled runs differ in a key outside ``POOLABLE_KEYS``."""
-    groups: dict[RunFactors, list[CollectedRun]] = {}
+    """Lines about runs pooled as one configuration (per attack variant) that are not plain folds.
+
+    Flags (1) config keys outside :data:`POOLABLE_KEYS` whose values differ between the pooled
+    runs, and (2) subjects attacked in more than one of them (replicates: each such subject's
+    values are averaged over its runs, see :func:`fl_har.report.aggregate.cell_means`).
+    """
+    groups: dict[tuple[RunFactors, str], list[CollectedRun]] = {}
     for run in runs:
-        groups.setdefault(run.factors, []).append(run)
+        for variant in sorted({attack_variant(a) for a in run.tables.clients["attack"]}):
+            groups.setdefault((run.factors, variant), []).append(run)
     warnings = []
-    for factors, members in sorted(groups.items()):
+    for (factors, variant), members in sorted(groups.items()):
         if len(members) < 2:
             continue
+        where = f"{len(members)} runs pooled as [{factors.label()}, {variant} attacks]"
         flats = [_flat(member.tables.config) for member in members]
-        keys = sorted(set().union(*flats) - set(POOLABLE_KEYS))
         differing = []
-        for key in keys:
+        for key in sorted(set().union(*flats) - set(POOLABLE_KEYS)):
             values = {json.dumps(flat.get(key), default=str) for flat in flats}
             if len(values) > 1:
                 differing.append(f"{key} ({', '.join(sorted(values))})")
         if differing:
-            warnings.append(f"{len(members)} runs pooled as [{factors.label()}] differ in "
-                            + "; ".join(differing))
+            warnings.append(f"{where} differ in " + "; ".join(differing))
+        subjects = [set(member.tables.clients["subject"]) for member in members]
+        repeated = sorted(s for s in set().union(*subjects) if sum(s in x for x in subjects) > 1)
+        if repeated:
+            warnings.append(f"{where} attack subject(s) {', '.join(map(str, repeated))} more "
+                            "than once (replicates: each subject's values are averaged over "
+                            "its runs)")
     return warnings
 
 

@@ -75,7 +75,7 @@ def config_value(config: Mapping[str, Any], key: str, kind: type, where: str) ->
     value = table.get(name, _DEFAULTS[section][name])
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ReportError(f"{where}: {key} = {value!r}, expected a {kind.__name__}")
     return value
 

@@ -9,8 +9,8 @@ every update of every client of every run (fold) of the configuration, then each
 by its sum (row = true class). Updates whose predicted counts do not sum to the true N (possible
 only for unadjusted iLRG) cannot be paired and are left out, as are failed attacks.
 
-One grid PNG per (variant, dataset, model, state) with single-step runs (N = 100, S = 1) in at
-least two LDP settings: rows = sampler, columns = LDP setting.
+One grid PNG per (variant, dataset, model, state) with single-step runs (N = 100, S = 1): rows =
+the samplers run under at least two LDP settings, columns = LDP setting.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from fl_har.data.hapt import CLASS_NAMES as HAPT_CLASS_NAMES
 from fl_har.data.published import LAYOUTS
@@ -32,7 +34,7 @@ from fl_har.report.factors import (
     base_attack,
     ordered,
 )
-from fl_har.report.style import FigureFile, SkippedFigure, new_figure, safe_name, save
+from fl_har.report.style import DPI, FigureFile, SkippedFigure, safe_name, save
 
 _KNOWN_CLASS_NAMES = {
     "hapt": HAPT_CLASS_NAMES,
@@ -98,17 +100,28 @@ def pool_confusions(runs: Sequence[CollectedRun], attack: str, batch_size: int
     return pooled
 
 
+def comparable_samplers(cells: dict[CellKey, PooledConfusion]) -> list[str]:
+    """Samplers measured (with at least one paired update) under two or more LDP settings."""
+    settings: dict[str, set[str]] = {}
+    for (sampler, ldp), cell in cells.items():
+        if cell.updates:
+            settings.setdefault(sampler, set()).add(ldp)
+    return ordered([s for s, found in settings.items() if len(found) >= 2], SAMPLER_ORDER)
+
+
 def _draw_grid(grid: GridKey, cells: dict[CellKey, PooledConfusion], attack: str,
                batch_size: int, path: Path) -> FigureFile:
     variant, dataset, model, state = grid
-    samplers = ordered([s for s, _ in cells], SAMPLER_ORDER)
-    settings = ordered([ldp for _, ldp in cells], LDP_ORDER)
+    samplers = comparable_samplers(cells)
+    settings = ordered([ldp for sampler, ldp in cells if sampler in samplers], LDP_ORDER)
     num_classes = next(iter(cells.values())).counts.shape[0]
     names = class_names(dataset, num_classes)
-    side = 1.2 + 0.28 * num_classes
-    figure = new_figure(side * len(settings) + 1.2, side * len(samplers) + 1.0)
+    side = 1.0 + 0.22 * num_classes
+    figure = Figure(figsize=(side * len(settings) + 2.2, side * len(samplers) + 1.6), dpi=DPI,
+                    layout="constrained")
     axes = figure.subplots(len(samplers), len(settings), squeeze=False)
     image = None
+    ticks = np.arange(num_classes)
     for row, sampler in enumerate(samplers):
         for column, setting in enumerate(settings):
             axis = axes[row][column]
@@ -122,14 +135,17 @@ def _draw_grid(grid: GridKey, cells: dict[CellKey, PooledConfusion], attack: str
             left_out = f", {cell.unpaired} unpaired left out" if cell.unpaired else ""
             axis.set_title(f"{sampler}, LDP {setting}\n{len(cell.clients)} clients, "
                            f"{cell.updates} updates{left_out}", fontsize="small")
-            ticks = np.arange(num_classes)
-            axis.set_xticks(ticks, names, rotation=90, fontsize="x-small")
-            axis.set_yticks(ticks, names, fontsize="x-small")
-            axis.set_xlabel("reconstructed label (sorted pairing)", fontsize="small")
-            axis.set_ylabel("true label", fontsize="small")
+            bottom, left = row == len(samplers) - 1, column == 0
+            axis.set_xticks(ticks if bottom else [], names if bottom else [], rotation=90,
+                            fontsize="x-small")
+            axis.set_yticks(ticks if left else [], names if left else [], fontsize="x-small")
+            if bottom:
+                axis.set_xlabel("reconstructed label\n(sorted pairing)", fontsize="small")
+            if left:
+                axis.set_ylabel("true label", fontsize="small")
     if image is not None:
-        bar = figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6,
-                              format=lambda v, _: f"{100 * v:.0f}%")
+        bar = figure.colorbar(image, ax=axes, shrink=0.6,
+                              format=FuncFormatter(lambda v, _: f"{100 * v:.0f}%"))
         bar.set_label("share of the true class's windows (row-normalised)")
     title = (f"Figure 4 equivalent: {attack} on {dataset}, {state} {model}, {variant} "
              "attacks")
@@ -137,7 +153,7 @@ def _draw_grid(grid: GridKey, cells: dict[CellKey, PooledConfusion], attack: str
                     "pooled over all updates of all clients", fontsize="medium")
     save(figure, path)
     caption = (f"Sorted-pairing confusion matrices of {attack} ({variant} definition) on "
-               f"{dataset} with a {state} {model}, per sampling strategy (rows) and LDP setting "
+               f"{dataset} with the {state} {model}, per sampling strategy (rows) and LDP setting "
                "(columns); pair counts summed over every update of every client, rows "
                "normalised to 100%.")
     return FigureFile("figure4", path, title, caption)
@@ -152,11 +168,11 @@ def figure4(runs: Sequence[CollectedRun], out_dir: Path, batch_size: int, attack
                                   f"(N={batch_size}, S=1) with a successful {attack} result")]
     written, skipped = [], []
     for grid, cells in sorted(pooled.items()):
-        settings = ordered([ldp for _, ldp in cells], LDP_ORDER)
         what = f"{attack}: " + ", ".join(grid)
-        if len(settings) < 2:
-            skipped.append(SkippedFigure("figure4", what, f"only LDP setting {settings[0]!r} was "
-                                         "run; the figure compares at least two"))
+        if not comparable_samplers(cells):
+            settings = ", ".join(repr(s) for s in ordered([ldp for _, ldp in cells], LDP_ORDER))
+            skipped.append(SkippedFigure("figure4", what, "no sampler was run under two or more "
+                                         f"LDP settings (LDP settings present: {settings})"))
             continue
         path = out_dir / f"{safe_name('figure4', *grid, attack)}.png"
         written.append(_draw_grid(grid, cells, attack, batch_size, path))

@@ -27,6 +27,7 @@ from fl_har.report.style import (
     FigureFile,
     SkippedFigure,
     grouped_bars,
+    legend_outside,
     new_figure,
     percent_axis,
     safe_name,
@@ -71,7 +72,7 @@ def figure2(clients: pd.DataFrame, out_dir: Path, batch_size: int
             axis.tick_params(axis="x", labelrotation=30)
             percent_axis(axis)
         axes[0].set_ylabel("mean over clients, then models")
-        axes[-1].legend(title="sampling", loc="upper right", fontsize="small")
+        legend_outside(figure, axes[0], "sampling")
         title = f"Figure 2 equivalent: {dataset}, {state} models, {variant} attacks"
         figure.suptitle(f"{title}\nsingle-step N={batch_size}, S=1, no LDP; averaged over "
                         f"models ({_models(part)})", fontsize="medium")
@@ -139,7 +140,7 @@ def figure3(clients: pd.DataFrame, out_dir: Path, batch_size: int
                     axis.set_xlabel("attack")
                 if column == 0:
                     axis.set_ylabel(f"{METRIC_LABELS[metric]} minus single-step")
-        axes[0][-1].legend(title="update", fontsize="small")
+        legend_outside(figure, axes[0][0], "update")
         title = f"Figure 3 equivalent: {dataset}, {state} models, {variant} attacks"
         figure.suptitle(f"{title}\nchange vs single-step N={batch_size}, S=1 (no LDP), in "
                         f"percentage points; averaged over models ({_models(part)})",

@@ -40,6 +40,7 @@ import pandas as pd
 
 from fl_har.report.aggregate import average, cell_means, matched, single_step
 from fl_har.report.factors import (
+    ATTACK_ORDER,
     BIAS,
     LDP_BOTH,
     LDP_NOISE,
@@ -60,6 +61,7 @@ MULTI_STEP_ATTACKS = ("ebi", "llbg")
 MULTI_STEP_S = (2, 5)
 MULTI_STEP_TOLERANCE = 0.05
 LEACC_HIGH = 0.5
+LDP_METRICS = ("ln_acc", "le_acc", "le_recall", "class_acc")
 
 TITLES = {
     1: "Sequential batches leak most, shuffled batches least",
@@ -206,11 +208,12 @@ def _ldp_finding(cells: pd.DataFrame, variant: str, batch_size: int) -> tuple[st
     same = matched(cells, "ldp", ["dataset", "model", "state", "sampler", "attack"])
     if same.empty:
         return not_measured(["no configuration was run under every LDP setting present"]), []
-    means = {metric: _means(same, "ldp", metric) for metric in ("ln_acc", "le_acc", "class_acc")}
+    means = {metric: _means(same, "ldp", metric) for metric in LDP_METRICS}
     evidence = [f"means over {len(same) // len(settings)} matched cells:"]
     for setting in settings:
         evidence.append(f"LDP {setting}: LnAcc {percent(means['ln_acc'][setting])}, "
-                        f"LeAcc {percent(means['le_acc'][setting])}, "
+                        f"LeAcc {percent(means['le_acc'][setting])} (LeRecall, the paper "
+                        f"code's 'LeAcc': {percent(means['le_recall'][setting])}), "
                         f"ClassAcc {percent(means['class_acc'][setting])}")
     parts: list[bool | None] = []
     if LDP_NONE in settings and LDP_NOISE in settings:
@@ -251,8 +254,7 @@ def _variant_findings(clients: pd.DataFrame, variant: str, batch_size: int) -> l
         return [Finding(number, variant, TITLES[number], rule_text[number], (),
                         not_measured([name])) for number in range(1, 5)]
     single = cell_means(single_step(mine, batch_size), ["class_acc"])
-    ldp_cells = cell_means(single_step(mine, batch_size, ldp=None),
-                           ["ln_acc", "le_acc", "class_acc"])
+    ldp_cells = cell_means(single_step(mine, batch_size, ldp=None), LDP_METRICS)
     checks = {
         1: _sampler_finding(single, variant, batch_size),
         2: _family_finding(single, variant, batch_size),
@@ -281,8 +283,8 @@ def _variant_comparison(clients: pd.DataFrame, findings: Sequence[Finding], batc
                                 columns="variant", values="class_acc")
         difference = (wide[PUBLISHED] - wide[REFERENCE]).groupby(level="attack").mean()
         evidence.append("ClassAcc published minus reference (mean over matched configurations): "
-                        + ", ".join(f"{attack} {100 * value:+.2f} pp"
-                                    for attack, value in difference.items()))
+                        + ", ".join(f"{attack} {100 * difference[attack]:+.2f} pp"
+                                    for attack in ordered(difference.index, ATTACK_ORDER)))
     verdicts = {(f.number, f.variant): f for f in findings}
     same_verdicts = []
     for number in range(1, 5):

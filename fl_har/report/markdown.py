@@ -8,6 +8,7 @@ Links are relative to the folder of the Markdown file being written.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from fl_har.report.collect import Collection
-from fl_har.report.factors import PUBLISHED, REFERENCE, VARIANTS
+from fl_har.report.collect import FACTOR_COLUMNS, Collection
+from fl_har.report.factors import PUBLISHED, REFERENCE, VARIANTS, ordered
 from fl_har.report.findings import Finding
 from fl_har.report.paper import PAPER_CITATION
 from fl_har.report.runtime import duration, time_span
@@ -50,6 +51,8 @@ class ReportContent:
     files: dict[str, Path] = field(default_factory=dict)  # label -> data file (CSV, ...)
     notes: str | None = None
     notes_path: Path | None = None
+    pretrained: pd.DataFrame | None = None  # provenance.pretrained_models
+    sweeps: list[tuple[Path, dict[str, object]]] = field(default_factory=list)
 
 
 def _cell(value: object) -> str:
@@ -75,14 +78,19 @@ def _runs_section(content: ReportContent, base: Path) -> list[str]:
              (f"{len(collection.runs)} finished run(s) used, {len(collection.skipped)} skipped. "
              "Runs with the same dataset, model, state (trained / untrained), sampler, N, S and "
              "LDP setting form one configuration; their clients are pooled (e.g. the folds of a "
-             "trained configuration)."), ""]
-    keys = ["dataset", "model", "state", "sampler", "batch_size", "local_steps", "ldp"]
-    grouped = runs.groupby(keys, sort=True).agg(
-        runs=("run", "size"), clients=("clients", "sum"), seconds=("round_seconds", "sum"))
-    rows = [[*key, row.runs, row.clients, duration(row.seconds)]
-            for key, row in zip(grouped.index, grouped.itertuples())]
-    lines += _table(["dataset", "model", "state", "sampler", "N", "S", "LDP", "runs", "clients",
-                     "round time"], rows, right=3)
+             "trained configuration); a subject attacked in several runs of a configuration "
+             "counts once, with the mean of its values."), ""]
+    keys = list(FACTOR_COLUMNS)
+    grouped = runs.groupby(keys, sort=True).agg(runs=("run", "size"),
+                                                 seconds=("round_seconds", "sum"))
+    clients = collection.clients.groupby(keys, sort=True).agg(
+        subjects=("subject", "nunique"),
+        variants=("variant", lambda v: ", ".join(ordered(v, VARIANTS))))
+    grouped = grouped.join(clients)
+    rows = [[*key, row.variants, row.runs, row.subjects, duration(row.seconds)]
+            for key, row in zip(grouped.index, grouped.itertuples(), strict=True)]
+    lines += _table(["dataset", "model", "state", "sampler", "N", "S", "LDP", "attacks",
+                     "runs", "clients", "round time"], rows, right=3)
     if collection.skipped:
         lines += ["", "Skipped run directories:", ""]
         lines += _table(["run directory", "reason"],
@@ -100,25 +108,72 @@ def _runs_section(content: ReportContent, base: Path) -> list[str]:
     return lines
 
 
-def _runtime_section(runs: pd.DataFrame) -> list[str]:
+def _number(value: object, digits: int = 3) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _pretrained_section(pretrained: pd.DataFrame | None) -> list[str]:
+    if pretrained is None or pretrained.empty:
+        return []
+    lines = ["## Trained models", "",
+             ("Each trained run attacks a model pre-trained centrally on other subjects. "
+              "Held-out = the subjects the checkpoint was evaluated on and never trained on "
+              "(in a sweep's leave-subjects-out folds: the fold's own clients); macro-F1 and "
+              "accuracy from the checkpoint's meta."), ""]
+    rows = [[Path(str(r.checkpoint)).name, r.dataset, r.model,
+             r.held_out_subjects if isinstance(r.held_out_subjects, str) else "–",
+             _number(r.train_subjects, 0), _number(r.epochs, 0), _number(r.eval_macro_f1),
+             _number(r.eval_accuracy), _number(r.untrained_eval_macro_f1),
+             duration(float(r.pretrain_seconds)) if _number(r.pretrain_seconds) != "–" else "–",
+             len(str(r.runs).split(";")), r.problem or ""]
+            for r in pretrained.itertuples()]
+    lines += _table(["checkpoint", "dataset", "model", "held-out subjects", "training subjects",
+                     "epochs", "held-out macro-F1", "held-out accuracy",
+                     "untrained macro-F1 (same windows)", "pre-training time",
+                     "runs", "problem"], rows)
+    valid = pretrained.dropna(subset=["eval_macro_f1"])
+    if not valid.empty:
+        means = valid.groupby(["dataset", "model"])["eval_macro_f1"].agg(["mean", "min", "size"])
+        lines += [""] + [f"- {dataset} {model}: mean held-out macro-F1 {_number(row['mean'])} "
+                         f"(lowest {_number(row['min'])}, {int(row['size'])} checkpoints)"
+                         for (dataset, model), row in means.iterrows()]
+    return [*lines, ""]
+
+
+def _runtime_section(runs: pd.DataFrame, sweeps: Sequence[tuple[Path, dict]]) -> list[str]:
     start, end = time_span(runs)
-    return ["## Runtime", "",
-            (f"- Sum over runs of the per-round time the server recorded (`round_seconds`: local "
-            f"training and attacks): {duration(float(runs['round_seconds'].sum()))}."),
-            (f"- Sum over runs of `ended_at - started_at` from `meta.json` (includes start-up): "
-            f"{duration(float(runs['wall_seconds'].sum()))}."),
-            f"- First run started {start}; last run ended {end}.", ""]
+    lines = ["## Runtime", "",
+             (f"- Sum over runs of the per-round time the server recorded (`round_seconds`: "
+              f"local training and attacks): {duration(float(runs['round_seconds'].sum()))}."),
+             (f"- Sum over runs of `ended_at - started_at` from `meta.json` (includes start-up "
+              f"and waiting): {duration(float(runs['wall_seconds'].sum()))}."),
+             f"- First run started {start}; last run ended {end}.", ""]
+    for path, timing in sweeps:
+        lines.append(f"Sweep `{path.parent}` (`{path.name}`, timing of its last invocation):")
+        lines.append("")
+        if not timing:
+            lines.append("- no timing recorded")
+        for key, value in timing.items():
+            shown = (duration(float(value)) if key.endswith("seconds")
+                     and _number(value) != "–" else str(value))
+            lines.append(f"- {key.replace('_', ' ')}: {shown}")
+        lines.append("")
+    return lines
 
 
 def table1_section(table: pd.DataFrame, batch_size: int, heading: str = "##") -> list[str]:
     """Both variants' Table 1 with the explanation of how each value is averaged."""
     lines = [f"{heading} Table 1 equivalent: average ClassAcc by sampling strategy", "",
              (f"Single-step updates (N={batch_size}, S=1) without LDP. Each value: the mean "
-             "ClassAcc over clients per model × attack (all runs / folds of a configuration "
-             "pooled), then the equal-weight mean over the family's attacks (weight-based: LLG, "
-             "LLG+, LLG*; bias-based: EBI, LLBG, iLRG, iDLG) and over the model architectures; "
-             "Avg. = mean of the Weight and Bias values. U = untrained, T = trained model. "
-             f"Paper columns: {PAPER_CITATION} (WEAR and Wetlab, DeepConvLSTM and TinyHAR)."), ""]
+              "ClassAcc over clients per model × attack (all runs / folds of a configuration "
+              "pooled, each subject once), then the equal-weight mean over the family's attacks "
+              "(weight-based: LLG, LLG+, LLG*; bias-based: EBI, LLBG, iLRG, iDLG) and over the "
+              "model architectures; "
+              "Avg. = mean of the Weight and Bias values. U = untrained, T = trained model. "
+              f"Paper columns: {PAPER_CITATION} (WEAR and Wetlab, DeepConvLSTM and TinyHAR)."),
+             ""]
     for variant in VARIANTS:
         lines += [f"{heading}# {VARIANT_HEADINGS[variant]}", ""]
         if (table["variant"] == variant).any():
@@ -179,7 +234,8 @@ def render(content: ReportContent, markdown_path: Path) -> str:
              ("Generated by `fl-har report`; every number is computed from the run directories "
              "listed below. Command line:"), "", "```", content.command, "```", ""]
     lines += _runs_section(content, base)
-    lines += _runtime_section(content.runs)
+    lines += _pretrained_section(content.pretrained)
+    lines += _runtime_section(content.runs, content.sweeps)
     lines += table1_section(content.table1, content.batch_size)
     lines += _figures_section(content, base)
     lines += findings_section(content.findings)

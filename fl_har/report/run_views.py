@@ -81,7 +81,7 @@ def spread_figure(run: CollectedRun, path: Path) -> FigureFile:
     clients = run.tables.clients
     names = [n for n in _attack_order(list(clients["attack"]))
              if clients.loc[clients["attack"] == n, "class_acc"].notna().any()]
-    figure = new_figure(1.2 + 0.9 * max(len(names), 1), 4.2)
+    figure = new_figure(max(6.5, 1.2 + 0.9 * len(names)), 4.2)
     axis = figure.subplots()
     values = [clients.loc[clients["attack"] == n, "class_acc"].dropna().to_numpy() for n in names]
     if names:

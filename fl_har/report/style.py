@@ -62,7 +62,8 @@ def new_figure(width: float, height: float) -> Figure:
 def percent_axis(axis: Axes, *, points: bool = False) -> None:
     """Fractions shown as percent (``points``: differences in percentage points)."""
     if points:
-        axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:+.0f} pp"))
+        axis.yaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: "0 pp" if abs(v) < 1e-9 else f"{100 * v:+.0f} pp"))
     else:
         axis.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     axis.grid(axis="y", alpha=0.3)
@@ -84,6 +85,13 @@ def grouped_bars(axis: Axes, categories: Sequence[str],
                  linewidth=0.5)
     axis.set_xticks(positions, list(categories))
     axis.set_xlim(-0.6, len(categories) - 0.4)
+
+
+def legend_outside(figure: Figure, axis: Axes, title: str) -> None:
+    """One legend for the whole figure, right of the panels (taken from ``axis``)."""
+    handles, labels = axis.get_legend_handles_labels()
+    figure.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  fontsize="small", frameon=False)
 
 
 def save(figure: Figure, path: Path) -> Path:

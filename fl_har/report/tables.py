@@ -48,8 +48,8 @@ def _members(rows: pd.DataFrame) -> dict[str, object]:
 def table1(clients: pd.DataFrame, batch_size: int = 100) -> pd.DataFrame:
     """Tidy Table-1 frame (:data:`TABLE1_COLUMNS`; ``class_acc`` as a fraction 0-1).
 
-    ``n_clients`` counts distinct (run, client) pairs and ``n_runs`` the runs whose rows entered
-    the value; ``attacks`` and ``models`` list what was averaged.
+    ``n_clients`` counts distinct (configuration, subject) pairs and ``n_runs`` the runs whose
+    rows entered the value; ``attacks`` and ``models`` list what was averaged.
     """
     rows = single_step(clients, batch_size)
     rows = rows[rows["family"].isin([WEIGHT, BIAS])]
