@@ -14,11 +14,11 @@ floats and bools, so they load with ``torch.load(weights_only=True)`` (no arbitr
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fl_har.atomic import write_bytes_atomic
 from fl_har.data import NORMALIZATIONS, HARDataset, Normalizer, fit_normalizer, subject_windows
 from fl_har.evaluation import EvalResult, evaluate_model
 from fl_har.models import HARModel, build_model
@@ -415,19 +416,9 @@ def save_checkpoint(path: str | os.PathLike[str], result: PretrainResult) -> Non
         "state_dict": state,
         "meta": _checked_plain(result.meta, "meta"),
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(target, buffer.getvalue())
 
 
 def _validate_payload(payload: Any, path: Path) -> PretrainResult:

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 import tomli_w
 import torch
 
+from fl_har.atomic import TEMP_SUFFIX, fsync_directory, write_bytes_atomic
 from fl_har.metrics import class_acc
 
 # Config keys (dotted paths) allowed to differ between a run and its resumption.
@@ -69,7 +70,6 @@ RUN_FILES = (
     CONFIG_FILE, META_FILE, ATTACKS_FILE, ROUNDS_FILE, ROUNDS_CSV, CLIENTS_FILE, CLIENTS_CSV,
     FAILURES_CSV, SUMMARY_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE,
 )
-TEMP_SUFFIX = ".tmp"
 META_FORMAT = 1
 
 STATUS_RUNNING = "running"
@@ -117,35 +117,6 @@ class ResultsError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` so that a crash leaves either the old or the new file."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist a rename (POSIX); silently skipped where directories cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _parquet_bytes(frame: pd.DataFrame, schema: pa.Schema | None = None) -> bytes:
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     sink = pa.BufferOutputStream()
@@ -176,7 +147,7 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def export_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write any run table as CSV (atomically), count lists as space-separated strings."""
-    _atomic_write(Path(path), _csv_bytes(frame))
+    write_bytes_atomic(Path(path), _csv_bytes(frame))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,12 +388,12 @@ def _config_toml(config: Mapping[str, Any]) -> str:
     return tomli_w.dumps(_toml_plain(config, ""))
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in config.items():
         path = f"{prefix}.{key}" if prefix else key
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, path))
+            flat.update(flatten_config(value, path))
         else:
             flat[path] = value
     return flat
@@ -452,8 +423,8 @@ def config_differences(stored: Mapping[str, Any], given: Mapping[str, Any],
     tuple equals the list stored for it.
     """
     ignored = tuple(ignored)
-    stored_flat = _flatten(stored)
-    given_flat = _flatten(tomllib.loads(_config_toml(given)))
+    stored_flat = flatten_config(stored)
+    given_flat = flatten_config(tomllib.loads(_config_toml(given)))
     differences = []
     for key in sorted(set(stored_flat) | set(given_flat)):
         if any(key == skip or key.startswith(skip + ".") for skip in ignored):
@@ -784,7 +755,7 @@ class RunStore:
                 (run_dir / name).unlink(missing_ok=True)
                 (run_dir / (name + TEMP_SUFFIX)).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(run_dir / CONFIG_FILE, config_text.encode("utf-8"))
+        write_bytes_atomic(run_dir / CONFIG_FILE, config_text.encode("utf-8"))
         meta = {
             "format": META_FORMAT,
             "seed": seed,
@@ -949,18 +920,18 @@ class RunStore:
         """
         current = self._run_dir / CHECKPOINT_FILE
         if current.exists():
-            _atomic_write(self._run_dir / PREVIOUS_CHECKPOINT_FILE, current.read_bytes())
-        _atomic_write(current, data)
+            write_bytes_atomic(self._run_dir / PREVIOUS_CHECKPOINT_FILE, current.read_bytes())
+        write_bytes_atomic(current, data)
 
     def _write_tables(self, attacks: pd.DataFrame, rounds: pd.DataFrame,
                       failures: pd.DataFrame, meta: dict[str, Any]) -> None:
         clients = client_summary(attacks)
-        _atomic_write(self._run_dir / ATTACKS_FILE, _parquet_bytes(attacks, _ATTACK_SCHEMA))
-        _atomic_write(self._run_dir / ROUNDS_FILE, _parquet_bytes(rounds))
-        _atomic_write(self._run_dir / ROUNDS_CSV, _csv_bytes(rounds))
-        _atomic_write(self._run_dir / CLIENTS_FILE, _parquet_bytes(clients, _CLIENT_SCHEMA))
-        _atomic_write(self._run_dir / CLIENTS_CSV, _csv_bytes(clients))
-        _atomic_write(self._run_dir / FAILURES_CSV, _csv_bytes(failures))
+        write_bytes_atomic(self._run_dir / ATTACKS_FILE, _parquet_bytes(attacks, _ATTACK_SCHEMA))
+        write_bytes_atomic(self._run_dir / ROUNDS_FILE, _parquet_bytes(rounds))
+        write_bytes_atomic(self._run_dir / ROUNDS_CSV, _csv_bytes(rounds))
+        write_bytes_atomic(self._run_dir / CLIENTS_FILE, _parquet_bytes(clients, _CLIENT_SCHEMA))
+        write_bytes_atomic(self._run_dir / CLIENTS_CSV, _csv_bytes(clients))
+        write_bytes_atomic(self._run_dir / FAILURES_CSV, _csv_bytes(failures))
         self._write_summary(attacks, rounds, failures, meta, clients)
 
     def _write_summary(self, attacks: pd.DataFrame, rounds: pd.DataFrame,
@@ -968,11 +939,11 @@ class RunStore:
                        clients: pd.DataFrame | None = None) -> None:
         tables = RunTables(self._run_dir, self._config, meta, attacks, rounds,
                            client_summary(attacks) if clients is None else clients, failures)
-        _atomic_write(self._run_dir / SUMMARY_FILE, summary_markdown(tables).encode("utf-8"))
+        write_bytes_atomic(self._run_dir / SUMMARY_FILE, summary_markdown(tables).encode("utf-8"))
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         text = json.dumps(meta, indent=2) + "\n"
-        _atomic_write(self._run_dir / META_FILE, text.encode("utf-8"))
+        write_bytes_atomic(self._run_dir / META_FILE, text.encode("utf-8"))
 
 
 def _check_unique_clients(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -1006,4 +977,4 @@ def _discard_uncommitted_checkpoints(run_dir: Path, last_round: int) -> None:
         current.unlink()
         if previous.exists():
             os.replace(previous, current)
-        _fsync_directory(run_dir)
+        fsync_directory(run_dir)

@@ -35,8 +35,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from fl_har.atomic import write_bytes_atomic
 from fl_har.config import ConfigError, ExperimentConfig, from_dict, parse_override
 
 PRETRAINED = "pretrained"
@@ -228,18 +227,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temp file and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically: readers never see half a file."""
+    write_bytes_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def read_manifest(sweep_dir: Path) -> dict[str, Any]:

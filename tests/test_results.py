@@ -255,14 +255,14 @@ class SimulatedCrash(RuntimeError):
 
 
 def crash_when_writing(monkeypatch, file_name):
-    real_write = results._atomic_write
+    real_write = results.write_bytes_atomic
 
     def write(path, data):
         if path.name == file_name:
             raise SimulatedCrash(file_name)
         real_write(path, data)
 
-    monkeypatch.setattr(results, "_atomic_write", write)
+    monkeypatch.setattr(results, "write_bytes_atomic", write)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,14 @@ from fl_har.report.factors import (
     base_attack,
     run_factors,
 )
-from fl_har.results import CONFIG_FILE, META_FILE, ResultsError, RunTables, load_run
+from fl_har.results import (
+    CONFIG_FILE,
+    META_FILE,
+    ResultsError,
+    RunTables,
+    flatten_config,
+    load_run,
+)
 
 FINISHED = "finished"
 CLIENT_METRICS = ("class_acc", "ln_acc", "le_acc", "le_recall")
@@ -133,19 +140,8 @@ def _read_status(run_dir: Path) -> str | None:
     return None
 
 
-def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, path))
-        else:
-            flat[path] = value
-    return flat
-
-
 def _identity(config: Mapping[str, Any]) -> str:
-    flat = {k: v for k, v in _flat(config).items() if k not in _DUPLICATE_IGNORED_KEYS}
+    flat = {k: v for k, v in flatten_config(config).items() if k not in _DUPLICATE_IGNORED_KEYS}
     return json.dumps(flat, sort_keys=True, default=str)
 
 
@@ -196,7 +192,7 @@ def pooling_warnings(runs: Sequence[CollectedRun]) -> list[str]:
         if len(members) < 2:
             continue
         where = f"{len(members)} runs pooled as [{factors.label()}, {variant} attacks]"
-        flats = [_flat(member.tables.config) for member in members]
+        flats = [flatten_config(member.tables.config) for member in members]
         differing = []
         for key in sorted(set().union(*flats) - set(POOLABLE_KEYS)):
             values = {json.dumps(flat.get(key), default=str) for flat in flats}
