@@ -149,10 +149,13 @@ def _pretrain_key(config: ExperimentConfig, folds: int, fold: int, spec: Pretrai
     return f"{d.dataset}-{m.name}-fold{fold}of{folds}-{digest}"
 
 
-def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+def load_sweep(
+    path: str | Path, overrides: list[str] | None = None, *, name: str | None = None
+) -> Sweep:
     """Read and expand a sweep file; every cell's config is validated before anything runs.
 
-    ``overrides`` (``section.key=value``) apply to the base config of every cell.
+    ``overrides`` (``section.key=value``) apply to the base config of every cell; ``name``
+    replaces ``sweep.name`` (the sweep's folder).
     """
     from fl_har.federation import dataset_for
 
@@ -168,7 +171,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         raise SweepError(f"{path}: unknown table(s) {sorted(unknown)}; valid: sweep, base, grid")
     meta = dict(raw.get("sweep", {}))
     pretrain_raw = meta.pop("pretrain", {})
-    name = str(meta.pop("name", path.stem))
+    name = name or str(meta.pop("name", path.stem))
+    meta.pop("name", None)
     out = Path(str(meta.pop("out", "results")))
     folds = meta.pop("folds", 5)
     if meta:

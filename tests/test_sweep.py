@@ -61,8 +61,9 @@ def test_grid_expands_to_the_cartesian_product(tmp_path):
 
 
 def test_overrides_apply_to_every_cell(tmp_path):
-    sweep = load_sweep(write(tmp_path), ["run.rounds=3"])
+    sweep = load_sweep(write(tmp_path), ["run.rounds=3"], name="other")
     assert {run.config.run.rounds for run in sweep.runs} == {3}
+    assert sweep.out_dir.name == "other"
 
 
 def test_folds_are_contiguous_and_cover_every_subject():

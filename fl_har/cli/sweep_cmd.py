@@ -31,6 +31,9 @@ def add_parser(commands) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value in every cell, e.g. --set run.rounds=2 (repeatable)",
     )
+    sweep.add_argument(
+        "--name", help="sweep folder name instead of sweep.name (e.g. for another dataset)"
+    )
     sweep.add_argument("--list", action="store_true", help="list the runs and their state; run nothing")
     sweep.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
 
@@ -126,7 +129,7 @@ def sweep(args: argparse.Namespace) -> int:
     from fl_har.results import RunStore
 
     started = time.perf_counter()
-    spec = load_sweep(args.file, args.overrides)
+    spec = load_sweep(args.file, args.overrides, name=args.name)
     for run in spec.runs:
         check_attack_names(run.config, attacks.available())
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
