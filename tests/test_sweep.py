@@ -112,6 +112,9 @@ def test_tiny_sweep_runs_once_and_resumes(tmp_path):
 
     again = fl_har("sweep", str(path), cwd=tmp_path)
     assert again.returncode == 0 and "every run is finished" in again.stdout
+    # a run with nothing to do keeps the timing of the one that did the work
+    assert json.loads((sweep_dir / "manifest.json").read_text())["timing"][
+        "runs_seconds"] == manifest["timing"]["runs_seconds"]
 
     shutil.rmtree(sweep_dir / "cells" / "sequential")  # as if interrupted before it ran
     resumed = fl_har("sweep", str(path), cwd=tmp_path)

@@ -13,7 +13,15 @@ from rich.table import Table
 
 from fl_har.cli.console import console, fail
 from fl_har.config import check_attack_names
-from fl_har.sweep import MANIFEST, PretrainJob, Sweep, SweepRun, load_sweep, write_json_atomic
+from fl_har.sweep import (
+    MANIFEST,
+    PretrainJob,
+    Sweep,
+    SweepRun,
+    load_sweep,
+    read_manifest,
+    write_json_atomic,
+)
 
 
 def add_parser(commands) -> None:
@@ -161,7 +169,6 @@ def sweep(args: argparse.Namespace) -> int:
     ) as bar:
         # 1. pre-training (cached; reported separately from the grid's time)
         needed = {run.pretrain_key for run in todo if run.pretrain_key}
-        pretrain_start = time.perf_counter()
         for key in sorted(spec.pretrain_jobs):
             job = spec.pretrain_jobs[key]
             if key in needed or job.checkpoint.is_file():
@@ -172,11 +179,17 @@ def sweep(args: argparse.Namespace) -> int:
                         f"pre-trained {key}: held-out macro-F1 "
                         f"{'n/a' if f1 is None else f'{f1:.3f}'} ({entry['seconds']:.0f} s)"
                     )
-        manifest["timing"]["pretraining_seconds"] = time.perf_counter() - pretrain_start
-        write_json_atomic(manifest_path, manifest)
+        # The one-time cost of the sweep's models, whether trained now or read from the cache.
+        pretraining = sum(float(e.get("seconds") or 0.0) for e in manifest["pretraining"].values())
         if not todo:
+            # Nothing ran: keep the timing of the invocation that did the work.
+            manifest["timing"] = read_manifest(spec.out_dir).get("timing", {})
+            manifest["timing"]["pretraining_seconds"] = pretraining
+            write_json_atomic(manifest_path, manifest)
             console.print("[green]every run is finished[/]")
             return 0
+        manifest["timing"]["pretraining_seconds"] = pretraining
+        write_json_atomic(manifest_path, manifest)
 
         # 2. every pending run in one simulation
         runs_task = bar.add_task("runs", total=len(spec.runs),
