@@ -6,23 +6,19 @@ client spends per step). Target: every attack except the calibration-based ones 
 it; calibration-based ones (llg_plus, llg_star, llbg_trained) pay their calibration once per model
 version and must then cost the same as the others.
 
-Run: ``python benchmarks/attacks.py [--repeats R] [--calls K]``. Prints a table; saves nothing.
+Run: ``python benchmarks/attack_cost.py [--repeats R] [--calls K]``. Prints a table; saves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks import (
     AttackContext,
