@@ -358,6 +358,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def read_toml(
+    path: Path, what: str, error: type[ValueError] = ConfigError
+) -> dict[str, Any]:
+    """A TOML file's tables, or ``error`` naming the file (missing, or not valid TOML)."""
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(
     path: str | Path | None = None, overrides: Iterable[str] = ()
 ) -> ExperimentConfig:
@@ -367,12 +379,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = read_toml(path, "config file")
     for text in overrides:
         key, value = parse_override(text)
         section, _, name = key.partition(".")

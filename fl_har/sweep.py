@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from fl_har.atomic import write_bytes_atomic
-from fl_har.config import ConfigError, ExperimentConfig, from_dict, parse_override
+from fl_har.config import ConfigError, ExperimentConfig, from_dict, parse_override, read_toml
 
 PRETRAINED = "pretrained"
 MANIFEST = "manifest.json"
@@ -160,12 +159,7 @@ def load_sweep(
     from fl_har.federation import dataset_for
 
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "sweep file", SweepError)
     unknown = set(raw) - {"sweep", "base", "grid"}
     if unknown:
         raise SweepError(f"{path}: unknown table(s) {sorted(unknown)}; valid: sweep, base, grid")
