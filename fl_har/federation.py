@@ -116,17 +116,18 @@ def _normalizer(key: tuple, kind: str, subjects: tuple[int, ...]) -> Normalizer:
     return fit_normalizer(kind, _load(key), subjects)
 
 
-def normalizer_for(config: ExperimentConfig, subject: int | None = None) -> Normalizer:
-    """The run's input normalisation.
+def normalizer_for(config: ExperimentConfig, own_subjects: tuple[int, ...]) -> Normalizer:
+    """The run's input normalisation for windows of ``own_subjects``.
 
     ``standardize`` uses statistics of the server's subjects when it has some (the server can
-    publish them with the model); otherwise each participant standardises with its own data.
+    publish them with the model); otherwise the windows are standardised with their own
+    subjects' statistics (each participant with its own data). Other kinds need no statistics.
     """
     data = config.data
-    subjects = data.server_subjects
-    if not subjects and data.normalization == "standardize":
-        subjects = (subject,) if subject is not None else ()
-    return _normalizer(_dataset_key(data, config.run.seed), data.normalization, tuple(subjects))
+    subjects: tuple[int, ...] = ()
+    if data.normalization == "standardize":
+        subjects = tuple(data.server_subjects) or tuple(own_subjects)
+    return _normalizer(_dataset_key(data, config.run.seed), data.normalization, subjects)
 
 
 def initial_model(config: ExperimentConfig, plan: FederationPlan) -> HARModel:
@@ -178,7 +179,7 @@ class Participant:
         self.num_classes = dataset.num_classes
         self.num_channels = dataset.num_channels
         self.windows = windows_for(config, subject)
-        self.normalizer = normalizer_for(config, subject)
+        self.normalizer = normalizer_for(config, (subject,))
         client = config.client
         self.sampler = make_sampler(
             client.sampler,

@@ -57,7 +57,7 @@ def _held_windows(config: ExperimentConfig, subjects: tuple[int, ...]):
     parts = [windows_for(config, s) for s in subjects]
     x = np.concatenate([w.x for w in parts])
     y = np.concatenate([w.y for w in parts])
-    return normalizer_for(config)(x), y
+    return normalizer_for(config, subjects)(x), y
 
 
 def make_context_factory(config: ExperimentConfig, plan: FederationPlan):

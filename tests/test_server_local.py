@@ -200,3 +200,12 @@ def test_checkpoint_for_another_shape_is_refused(tmp_path):
     with pytest.raises(ValueError, match="model"):
         run_server(LocalGrid(client_app, 4), config, store)
     assert store.meta["status"] == "failed"
+
+
+def test_held_out_evaluation_with_local_standardisation(tmp_path):
+    """Without server subjects, held-out windows are standardised with their own statistics."""
+    config = make_config("data.clients=1-3", "data.eval_subjects=4", "run.rounds=1",
+                         "data.normalization=standardize")
+    status, store = run(tmp_path, config)
+    assert status == "finished"
+    assert 0 <= store.round_table().loc[0, "eval_macro_f1"] <= 1
