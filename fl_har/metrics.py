@@ -63,6 +63,10 @@ def _nonempty_batch(true: np.ndarray) -> int:
     return total
 
 
+# The per-update metrics, by function name: what the server records for every attacked update.
+UPDATE_METRICS = ("ln_acc", "le_acc", "le_recall", "le_precision", "count_acc")
+
+
 def ln_acc(true_counts: object, predicted_counts: object) -> float:
     """LnAcc = ``sum_c min(k[c], k_hat[c]) / sum_c k[c]`` (multiset overlap; paper eq. 5)."""
     true, predicted = _pair(true_counts, predicted_counts)

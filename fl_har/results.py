@@ -50,7 +50,7 @@ import tomli_w
 import torch
 
 from fl_har.atomic import TEMP_SUFFIX, fsync_directory, write_bytes_atomic
-from fl_har.metrics import class_acc
+from fl_har.metrics import UPDATE_METRICS, class_acc
 
 # Config keys (dotted paths) allowed to differ between a run and its resumption.
 RESUME_IGNORED_KEYS = ("run.out", "run.resume")
@@ -75,7 +75,7 @@ META_FORMAT = 1
 STATUS_RUNNING = "running"
 FINAL_STATUSES = ("finished", "failed")
 
-METRIC_COLUMNS = ("ln_acc", "le_acc", "le_recall", "le_precision", "count_acc")
+METRIC_COLUMNS = UPDATE_METRICS
 COUNT_COLUMNS = ("true_counts", "pred_counts")
 ATTACK_COLUMNS = (
     "round", "partition", "subject", "attack", "num_samples", "local_steps",

@@ -20,9 +20,6 @@ from fl_har import metrics
 from fl_har.config import ExperimentConfig
 from fl_har.models import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
 
-# Per-update leakage metrics recorded for every attack (definitions in fl_har.metrics).
-UPDATE_METRICS = ("ln_acc", "le_acc", "le_recall", "le_precision", "count_acc")
-
 
 @dataclass(frozen=True)
 class AttackOutcome:
@@ -99,10 +96,12 @@ def score_rows(
         }
         if outcome.pred_counts is None:
             row["pred_counts"] = []
-            row.update({m: float("nan") for m in UPDATE_METRICS})
+            row.update({m: float("nan") for m in metrics.UPDATE_METRICS})
         else:
             pred = outcome.pred_counts
             row["pred_counts"] = [int(c) for c in pred]
-            row.update({m: float(getattr(metrics, m)(true_counts, pred)) for m in UPDATE_METRICS})
+            row.update(
+                {m: float(getattr(metrics, m)(true_counts, pred)) for m in metrics.UPDATE_METRICS}
+            )
         rows.append(row)
     return rows
