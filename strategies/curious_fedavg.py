@@ -14,6 +14,7 @@ from flwr.serverapp.strategy import FedAvg
 import attacks
 from clients.har_client import (
     ARRAYS_KEY,
+    FAILURE_KEY,
     METRICS_KEY,
     ROUND_KEY,
     TRUTH_KEY,
@@ -111,7 +112,7 @@ class CuriousFedAvg(FedAvg):
         config[ROUND_KEY] = self.run_round(server_round)
         config["server-round"] = server_round
         if self.failure_injection:
-            config["fl-har.inject-failure"] = self.failure_injection
+            config[FAILURE_KEY] = self.failure_injection
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
         return self._construct_messages(record, list(self.roster), MessageType.TRAIN)
 
