@@ -11,7 +11,7 @@ Definitions and identities: ``../shared/reference/attacks.md``. Imports numpy an
 from attacks.calibration import clear_calibration_cache
 from attacks.count_identity import counts_from_softmax_mass
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
-from attacks.pseudo_gradient import pseudo_gradient
+from attacks.pseudo_gradient import last_layer_update, pseudo_gradient
 from attacks.registry import available, reconstruct_labels
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "available",
     "clear_calibration_cache",
     "counts_from_softmax_mass",
+    "last_layer_update",
     "pseudo_gradient",
     "reconstruct_labels",
 ]

@@ -65,7 +65,7 @@ class LastLayerUpdate:
 
     Args:
         weight_grad: gradient of the mean cross-entropy w.r.t. ``W`` [C, d]. For a multi-step
-            update this is the AVERAGE step gradient (see :func:`attacks.pseudo_gradient`).
+            update this is the AVERAGE step gradient (see :func:`attacks.last_layer_update`).
         bias_grad: gradient w.r.t. ``b`` [C], or None for a bias-free head.
         num_samples: N, the number of windows behind the update (all local steps together).
         local_steps: S, the number of local SGD steps; each used B = N / S windows.
@@ -140,44 +140,6 @@ class LastLayerUpdate:
         if self.bias_grad is None:
             raise AttackError(f"{attack} reads the bias gradient, but this head has no bias (bias_grad=None)")
         return self.bias_grad
-
-    @classmethod
-    def from_states(
-        cls,
-        sent_state: dict[str, Any],
-        returned_state: dict[str, Any],
-        *,
-        lr: float,
-        local_steps: int,
-        num_samples: int,
-        head_prefix: str = "head",
-    ) -> LastLayerUpdate:
-        """Build the update from the weights the server sent and the weights a client returned.
-
-        Uses :func:`attacks.pseudo_gradient` (exact for plain SGD only) on ``<head_prefix>.weight``
-        and, if present, ``<head_prefix>.bias``; ``weight`` / ``bias`` are the sent values.
-        """
-        from attacks.pseudo_gradient import pseudo_gradient
-
-        weight_key, bias_key = f"{head_prefix}.weight", f"{head_prefix}.bias"
-        if weight_key not in sent_state:
-            raise AttackError(f"sent_state has no {weight_key!r}; pass head_prefix=<name of the head>")
-        keys = [weight_key] + ([bias_key] if bias_key in sent_state else [])
-        grads = pseudo_gradient(
-            {k: sent_state[k] for k in keys},
-            {k: returned_state[k] for k in keys if k in returned_state},
-            lr,
-            local_steps,
-        )
-        has_bias = bias_key in grads
-        return cls(
-            grads[weight_key],
-            grads[bias_key] if has_bias else None,
-            num_samples,
-            local_steps=local_steps,
-            weight=sent_state[weight_key],
-            bias=sent_state[bias_key] if has_bias else None,
-        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacks.inputs import AttackError
+from attacks.inputs import AttackError, LastLayerUpdate
 
 
 def _to_numpy(value: Any, key: str, which: str) -> np.ndarray:
@@ -78,3 +78,51 @@ def pseudo_gradient(
             raise AttackError(f"{key!r}: the returned weights contain NaN/inf")
         result[key] = delta
     return result
+
+
+def last_layer_update(
+    sent_state: Mapping[str, Any],
+    returned_state: Mapping[str, Any],
+    *,
+    lr: float,
+    local_steps: int,
+    num_samples: int,
+    head_prefix: str = "head",
+) -> LastLayerUpdate:
+    """What the server sees of one client update: the last layer's average step pseudo-gradient.
+
+    The one place that turns the weights the server sent and the weights a client returned into
+    an attack's input. Uses :func:`pseudo_gradient` (exact for plain SGD only) on
+    ``<head_prefix>.weight`` and, if the head has one, ``<head_prefix>.bias``; the update's
+    ``weight`` / ``bias`` are the sent values.
+
+    Args:
+        sent_state, returned_state: state dicts (name -> tensor/array) before and after.
+        lr: the local step size eta the server set.
+        local_steps: S, set by the server.
+        num_samples: N, the client's reported number of windows.
+        head_prefix: the name of the classification layer in the state dicts.
+
+    Raises:
+        AttackError: no ``<head_prefix>.weight`` in ``sent_state``, or bad input for
+            :func:`pseudo_gradient` / :class:`LastLayerUpdate`.
+    """
+    weight_key, bias_key = f"{head_prefix}.weight", f"{head_prefix}.bias"
+    if weight_key not in sent_state:
+        raise AttackError(f"sent_state has no {weight_key!r}; pass head_prefix=<name of the head>")
+    keys = [weight_key] + ([bias_key] if bias_key in sent_state else [])
+    missing = [k for k in keys if k not in returned_state]
+    if missing:
+        raise AttackError(f"returned_state has no {missing}")
+    grads = pseudo_gradient(
+        {k: sent_state[k] for k in keys}, {k: returned_state[k] for k in keys}, lr, local_steps
+    )
+    has_bias = bias_key in grads
+    return LastLayerUpdate(
+        grads[weight_key],
+        grads[bias_key] if has_bias else None,
+        num_samples,
+        local_steps=local_steps,
+        weight=sent_state[weight_key],
+        bias=sent_state[bias_key] if has_bias else None,
+    )

@@ -46,7 +46,9 @@ def _client_work(args):
 
 def plain_loop(config, rounds: int) -> tuple[float, list[float], float]:
     """(start-up seconds, per-round seconds, attack seconds per round) of the reference loop."""
-    from strategies.leakage import attack_update, last_layer_update
+    from attacks import last_layer_update
+    from fl_har.models import HEAD_NAME
+    from strategies.leakage import attack_update
     from strategies.server_app import make_context_factory
 
     start = time.perf_counter()
@@ -67,7 +69,7 @@ def plain_loop(config, rounds: int) -> tuple[float, list[float], float]:
         for _, state, counts in results:
             update = last_layer_update(
                 sent, state, num_samples=int(counts.sum()), lr=config.client.lr,
-                local_steps=config.client.local_steps,
+                local_steps=config.client.local_steps, head_prefix=HEAD_NAME,
             )
             attack_update(update, config.attacks.names, context)
         attack_times.append(time.perf_counter() - ta)

@@ -1,46 +1,25 @@
 """The honest HAR client: a Flower ClientApp (Message API) in which each node is one participant.
 
-The server sends, with the global weights, the whole flat experiment config and the round number;
-the node's ``partition-id`` picks its subject: partition ``i`` is the ``i``-th subject of the
-dataset (in sorted order), so one simulation can serve experiments with different client subsets.
-The server first asks every node for its partition (a ``query`` message) and then addresses only
-the nodes of the experiment's client subjects. The client
-draws this round's batch with the configured sampler, trains S local SGD steps (with local
-clipping/noise if configured) and replies with
-
-- ``arrays``: the updated weights (an ``ArrayRecord``),
-- ``metrics``: ``num-examples`` (N, which the server uses as FedAvg weight and the attacks as
-  batch size), ``train-loss`` and ``train-seconds``,
-- ``truth``: partition id, subject and the true label histogram of the batch. Only the server's
-  scoring step reads it, to measure leakage; the attacks never receive it.
+The server sends, with the global weights, the whole flat experiment config; the node's
+``partition-id`` picks its subject: partition ``i`` is the ``i``-th subject of the dataset (in
+sorted order), so one simulation can serve experiments with different client subsets. The server
+first asks every node for its partition (a ``query`` message) and then addresses only the nodes
+of the experiment's client subjects. The client draws this round's batch with the configured
+sampler, trains S local SGD steps (with local clipping/noise if configured) and replies as
+:mod:`protocol` defines: the new weights, ``num-examples`` N and its loss and time, and, on the
+simulation-truth channel, the true label histogram of the batch (read by the server's scoring
+step only).
 """
 
 from __future__ import annotations
 
 import torch
-from flwr.app import (
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Error,
-    Message,
-    MetricRecord,
-    RecordDict,
-)
+from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
+import protocol
 from fl_har.config import from_flat
 from fl_har.federation import Participant, dataset_for, federation_plan
-
-ARRAYS_KEY = "arrays"
-METRICS_KEY = "metrics"
-CONFIG_KEY = "config"
-TRUTH_KEY = "truth"
-# Config key, sent by the server, with the round number in the run (differs from Flower's
-# "server-round" when a run is resumed).
-ROUND_KEY = "fl-har.round"
-# Test hook: "partition:round" makes that client raise in that round, to exercise failure handling.
-FAILURE_KEY = "fl-har.inject-failure"
 
 app = ClientApp()
 
@@ -72,16 +51,11 @@ def _participant(flat_config: dict, partition_id: int) -> Participant:
     return participants[partition_id]
 
 
-# Error code of a reply whose local training raised.
-CLIENT_TRAINING_FAILED = 100
-
-
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node serves (node ids are random per run)."""
     partition_id = int(context.node_config["partition-id"])
-    content = RecordDict({TRUTH_KEY: ConfigRecord({"partition-id": partition_id})})
-    return Message(content=content, reply_to=msg)
+    return Message(content=protocol.encode_identity(partition_id), reply_to=msg)
 
 
 @app.train()
@@ -92,35 +66,23 @@ def train(msg: Message, context: Context) -> Message:
         return _train(msg, partition_id)
     except Exception as exc:  # noqa: BLE001 -- reported to the server, which records it
         reason = f"partition {partition_id}: {type(exc).__name__}: {exc}"
-        return Message(Error(code=CLIENT_TRAINING_FAILED, reason=reason), reply_to=msg)
+        return Message(Error(code=protocol.CLIENT_TRAINING_FAILED, reason=reason), reply_to=msg)
 
 
 def _train(msg: Message, partition_id: int) -> Message:
     torch.set_num_threads(1)  # one actor per core; more threads slow the round down
-    flat = dict(msg.content[CONFIG_KEY])
-    server_round = int(flat.get(ROUND_KEY, flat.get("server-round", 1)))
-    failure = str(flat.get(FAILURE_KEY, ""))
-    if failure and failure == f"{partition_id}:{server_round}":
-        raise InjectedFailure(f"injected failure of partition {partition_id} in round {server_round}")
+    global_state, flat = protocol.decode_train_request(msg.content)
+    run_round = protocol.run_round(flat)
+    failure = str(flat.get(protocol.FAILURE_KEY, ""))
+    if failure and failure == f"{partition_id}:{run_round}":
+        raise InjectedFailure(f"injected failure of partition {partition_id} in round {run_round}")
     participant = _participant(flat, partition_id)
-    update = participant.train_round(msg.content[ARRAYS_KEY].to_torch_state_dict(), server_round)
-    content = RecordDict(
-        {
-            ARRAYS_KEY: ArrayRecord(update.state_dict),
-            METRICS_KEY: MetricRecord(
-                {
-                    "num-examples": int(update.label_counts.sum()),
-                    "train-loss": update.mean_loss,
-                    "train-seconds": update.seconds,
-                }
-            ),
-            TRUTH_KEY: ConfigRecord(
-                {
-                    "partition-id": partition_id,
-                    "subject": participant.subject,
-                    "label-counts": [int(c) for c in update.label_counts],
-                }
-            ),
-        }
+    update = participant.train_round(global_state, run_round)
+    reply = protocol.TrainReply(
+        state=update.state_dict,
+        num_examples=int(update.label_counts.sum()),
+        train_loss=update.mean_loss,
+        train_seconds=update.seconds,
+        truth=protocol.SimulationTruth(update.label_counts),
     )
-    return Message(content=content, reply_to=msg)
+    return Message(content=protocol.encode_train_reply(reply), reply_to=msg)

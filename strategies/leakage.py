@@ -1,15 +1,18 @@
-"""The curious server's per-update work, free of Flower objects: attack one update, then score it.
+"""The curious server's eyes, free of Flower objects: attack every update, then score it.
 
-:func:`attack_update` sees only what the server legitimately has (the weights it sent, the weights
-that came back, the public hyper-parameters, its own model and auxiliary data) and returns the
-predicted label counts of every configured attack. :func:`score_rows` is the separate evaluation
-step that compares predictions with the true histogram the simulation reports. Keeping the two
-apart is what guarantees the attacks never see a label.
+:class:`LeakageObserver` is what the curious wrapper (``strategies.curious``) hands every
+individual reply to. Its attack path, :func:`attack_update`, sees only what the server
+legitimately has (the weights it sent, the weights that came back, the public hyper-parameters,
+its own model and auxiliary data) and returns the predicted label counts of every configured
+attack. :func:`score_rows` is the separate evaluation step that compares predictions with the
+true histogram the simulation reports. Keeping the two apart is what guarantees the attacks never
+see a label.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +21,10 @@ import torch
 import attacks
 from fl_har import metrics
 from fl_har.config import ExperimentConfig
-from fl_har.models import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
+from fl_har.models import HEAD_NAME
+
+# Builds the attacker's public context for one run round from the global weights sent that round.
+ContextFactory = Callable[[int, dict[str, torch.Tensor]], attacks.AttackContext]
 
 
 @dataclass(frozen=True)
@@ -27,29 +33,6 @@ class AttackOutcome:
     pred_counts: np.ndarray | None  # None when the attack could not apply
     seconds: float
     error: str = ""
-
-
-def last_layer_update(
-    sent_state: dict[str, torch.Tensor],
-    returned_state: dict[str, torch.Tensor],
-    *,
-    num_samples: int,
-    lr: float,
-    local_steps: int,
-) -> attacks.LastLayerUpdate:
-    """The attacker's view of one client update: the last layer's average step pseudo-gradient."""
-    keys = [HEAD_WEIGHT_KEY] + ([HEAD_BIAS_KEY] if HEAD_BIAS_KEY in sent_state else [])
-    sent = {k: sent_state[k] for k in keys}
-    returned = {k: returned_state[k] for k in keys}
-    grads = attacks.pseudo_gradient(sent, returned, lr, local_steps)
-    return attacks.LastLayerUpdate(
-        grads[HEAD_WEIGHT_KEY],
-        grads.get(HEAD_BIAS_KEY),
-        num_samples,
-        local_steps=local_steps,
-        weight=sent[HEAD_WEIGHT_KEY],
-        bias=sent.get(HEAD_BIAS_KEY),
-    )
 
 
 def attack_update(
@@ -105,3 +88,55 @@ def score_rows(
             )
         rows.append(row)
     return rows
+
+
+class LeakageObserver:
+    """Attacks and scores every individual client update of a round.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        The run's configuration: the attacks to run and the public hyper-parameters (N, S and the
+        learning rate are set by the server, so it knows them).
+    context_factory : ContextFactory
+        ``(run round, sent state) -> attacks.AttackContext``: the attacker's public knowledge. It
+        is built once per round, on the first update observed.
+    """
+
+    def __init__(self, config: ExperimentConfig, context_factory: ContextFactory) -> None:
+        self.config = config
+        self.context_factory = context_factory
+        self._round: int | None = None
+        self._sent: dict[str, torch.Tensor] = {}
+        self._context: attacks.AttackContext | None = None
+
+    def begin_round(self, run_round: int, sent_state: dict[str, torch.Tensor]) -> None:
+        """The weights the server sent in ``run_round``: the reference of every update."""
+        self._round, self._sent, self._context = run_round, sent_state, None
+
+    def observe(
+        self,
+        partition: int,
+        subject: int,
+        returned_state: dict[str, torch.Tensor],
+        num_examples: int,
+        true_counts: np.ndarray,
+    ) -> list[dict]:
+        """Attack one client's returned weights with every configured attack; one scored row per
+        attack. ``true_counts`` (the simulation's truth) reaches the scoring step only."""
+        if self._round is None:
+            raise RuntimeError("observe() before begin_round()")
+        client = self.config.client
+        # The attacker's path: weights, N, S and lr only -- the truth is not passed on.
+        update = attacks.last_layer_update(
+            self._sent, returned_state, num_samples=num_examples, lr=client.lr,
+            local_steps=client.local_steps, head_prefix=HEAD_NAME,
+        )
+        if self._context is None:
+            self._context = self.context_factory(self._round, self._sent)
+        outcomes = attack_update(update, self.config.attacks.names, self._context)
+        # The scoring path: compare with the histogram the simulation reports.
+        return score_rows(
+            outcomes, true_counts, server_round=self._round, partition=partition,
+            subject=subject, config=self.config,
+        )

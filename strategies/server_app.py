@@ -1,4 +1,4 @@
-"""The ServerApp: sets up the curious FedAvg, evaluates each round, writes results as rounds finish.
+"""The ServerApp: wraps the aggregator in the curious server, evaluates each round, writes results.
 
 ``app`` is the ServerApp that ``flwr run .`` starts (its config comes from
 ``[tool.flwr.app.config]`` in pyproject.toml, dotted keys as in :mod:`fl_har.config`);
@@ -16,19 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import (
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
-)
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 import attacks
-from clients.har_client import TRUTH_KEY
+import protocol
 from fl_har.config import ExperimentConfig, check_attack_names, from_flat, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
@@ -42,7 +34,11 @@ from fl_har.federation import (
 )
 from fl_har.results import RunStore
 from fl_har.seeding import STREAM_ATTACK, derive_seed
-from strategies.curious_fedavg import ClientSlot, CuriousFedAvg
+from strategies.aggregators import build_aggregator
+from strategies.curious import CuriousStrategy
+from strategies.leakage import LeakageObserver
+from strategies.recorder import RoundRecorder
+from strategies.roster import client_roster
 
 logger = logging.getLogger("fl_har")
 
@@ -96,57 +92,54 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
     return factory
 
 
-def discover_partitions(grid: Grid, expected: int, timeout: float = 120.0) -> dict[int, int]:
-    """Ask every connected node which partition it serves: ``{partition id: node id}``."""
-    wait_for_nodes(grid, expected, timeout)
-    messages = [
-        Message(content=RecordDict(), dst_node_id=node, message_type=MessageType.QUERY)
-        for node in grid.get_node_ids()
-    ]
-    partitions = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        if not reply.has_error():
-            partition = int(reply.content[TRUTH_KEY]["partition-id"])
-            partitions[partition] = reply.metadata.src_node_id
-    return partitions
+class RoundWriter:
+    """Flower's ``evaluate_fn``: after each aggregated round, evaluate the global model on the
+    held-out subjects and commit the round (attack rows, round row, failures, checkpoint) to the
+    results store; then report progress."""
 
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        plan: FederationPlan,
+        store: RunStore,
+        recorder: RoundRecorder,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.recorder = recorder
+        self.progress = progress
+        self.eval_x, self.eval_y = _held_windows(config, plan.eval_subjects)
+        self.eval_model = empty_model(config, plan.num_channels, plan.num_classes)
+        self.failures = 0
+        self._round_start = time.perf_counter()
 
-def client_roster(grid: Grid, config: ExperimentConfig, plan: FederationPlan):
-    """The node of every client subject, in partition order; drops (with a warning) clients
-    whose partition has no node (e.g. ``flwr run .`` started with too few supernodes)."""
-    partitions = discover_partitions(grid, len(plan.subjects))
-    missing = [s for s in plan.clients if plan.partition(s) not in partitions]
-    if missing:
-        logger.warning(
-            "no simulated node serves subject(s) %s: start the simulation with "
-            "num-supernodes=%d (one per subject of the dataset); continuing without them",
-            missing, len(plan.subjects),
-        )
-        kept = [s for s in plan.clients if s not in missing]
-        if not kept:
-            raise RuntimeError("no client subject has a simulated node")
-        config = config.replace(**{"data.clients": kept})
-        plan = federation_plan(config)
-    roster = [
-        ClientSlot(partitions[plan.partition(s)], plan.partition(s), s) for s in plan.clients
-    ]
-    return config, plan, roster
-
-
-def wait_for_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> int:
-    """Wait until ``expected`` nodes are connected, or the count stops growing; return it."""
-    deadline = time.monotonic() + timeout
-    last, stable_since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        count = len(list(grid.get_node_ids()))
-        if count >= expected:
-            return count
-        if count != last:
-            last, stable_since = count, time.monotonic()
-        elif count > 0 and time.monotonic() - stable_since > 5.0:
-            return count
-        time.sleep(0.2)
-    return max(last, 0)
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0:
+            return None
+        run_round = self.recorder.run_round(server_round)
+        record = self.recorder.take(server_round)
+        state = arrays.to_torch_state_dict()
+        round_row: dict = {
+            "round": run_round,
+            "clients_ok": record.num_replies,
+            "clients_failed": len(record.failures),
+            "train_loss": record.train_loss,
+            "train_seconds": record.train_seconds,
+            "attack_seconds": record.attack_seconds,
+        }
+        if self.eval_x is not None:
+            self.eval_model.load_state_dict(state)
+            result = evaluate_model(self.eval_model, self.eval_x, self.eval_y)
+            round_row["eval_accuracy"] = result.accuracy
+            round_row["eval_macro_f1"] = result.macro_f1
+        round_row["round_seconds"] = time.perf_counter() - self._round_start
+        self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state)
+        self.failures += len(record.failures)
+        if self.progress is not None:
+            self.progress(run_round, self.config.run.rounds, round_row)
+        self._round_start = time.perf_counter()
+        return MetricRecord({k: float(v) for k, v in round_row.items()})
 
 
 def run_server(
@@ -171,54 +164,28 @@ def run_server(
         remaining = config.run.rounds - done
         if remaining <= 0:
             return _finish(store, config, store.resumed_failures)
-        eval_x, eval_y = _held_windows(config, plan.eval_subjects)
-        eval_model = empty_model(config, plan.num_channels, plan.num_classes)
-        strategy = CuriousFedAvg(
-            experiment=config,
-            context_factory=make_context_factory(config, plan),
+        recorder = RoundRecorder(round_offset=done)
+        strategy = CuriousStrategy(
+            build_aggregator(config),
             roster=roster,
-            round_offset=done,
-            failure_injection=failure_injection,
+            observer=LeakageObserver(config, make_context_factory(config, plan)),
+            recorder=recorder,
+            frozen=config.run.regime == "frozen",
         )
-        round_start = [time.perf_counter()]
-        failures_total = [0]
-
-        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            if server_round == 0:
-                return None
-            run_round = strategy.run_round(server_round)
-            record = strategy.take_record(server_round)
-            state = arrays.to_torch_state_dict()
-            round_row: dict = {
-                "round": run_round,
-                "clients_ok": record.num_replies,
-                "clients_failed": len(record.failures),
-                "train_loss": record.train_loss,
-                "train_seconds": record.train_seconds,
-                "attack_seconds": record.attack_seconds,
-            }
-            if eval_x is not None:
-                eval_model.load_state_dict(state)
-                result = evaluate_model(eval_model, eval_x, eval_y)
-                round_row["eval_accuracy"] = result.accuracy
-                round_row["eval_macro_f1"] = result.macro_f1
-            round_row["round_seconds"] = time.perf_counter() - round_start[0]
-            store.record_round(run_round, record.attack_rows, round_row, record.failures, state)
-            failures_total[0] += len(record.failures)
-            if progress is not None:
-                progress(run_round, config.run.rounds, round_row)
-            round_start[0] = time.perf_counter()
-            return MetricRecord({k: float(v) for k, v in round_row.items()})
-
+        writer = RoundWriter(config, plan, store, recorder, progress)
+        train_config = ConfigRecord(to_flat(config))
+        train_config[protocol.ROUND_OFFSET_KEY] = done
+        if failure_injection:
+            train_config[protocol.FAILURE_KEY] = failure_injection
         strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=remaining,
             timeout=config.simulation.timeout,
-            train_config=ConfigRecord(to_flat(config)),
-            evaluate_fn=evaluate,
+            train_config=train_config,
+            evaluate_fn=writer,
         )
-        return _finish(store, config, failures_total[0] + store.resumed_failures)
+        return _finish(store, config, writer.failures + store.resumed_failures)
     except BaseException as exc:
         store.finish("failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -9,7 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import LastLayerUpdate, counts_from_softmax_mass, pseudo_gradient
+from attacks import (
+    counts_from_softmax_mass,
+    last_layer_update,
+    pseudo_gradient,
+)
 
 
 class TinyNet(nn.Module):
@@ -98,8 +102,8 @@ def test_multi_step_pseudo_gradient_is_the_average_step_gradient(seed):
     # the count identity holds with N = all windows and the softmax mass summed over all steps
     counts = np.bincount(y.numpy(), minlength=num_classes)
     np.testing.assert_allclose(total_mass - steps * batch * grads["head.bias"], counts, atol=1e-8)
-    update = LastLayerUpdate.from_states(sent, snapshot(model), lr=lr, local_steps=steps,
-                                         num_samples=steps * batch)
+    update = last_layer_update(sent, snapshot(model), lr=lr, local_steps=steps,
+                               num_samples=steps * batch)
     np.testing.assert_allclose(update.bias_grad, mean_b, rtol=1e-9, atol=1e-12)
     assert update.windows_per_step == batch
     np.testing.assert_array_equal(update.weight, sent["head.weight"].numpy())

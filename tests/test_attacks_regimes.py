@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import AttackContext, LastLayerUpdate, clear_calibration_cache, reconstruct_labels
+from attacks import (
+    AttackContext,
+    LastLayerUpdate,
+    clear_calibration_cache,
+    last_layer_update,
+    reconstruct_labels,
+)
 from fl_har.metrics import count_acc, ln_acc
 
 WINDOW, CHANNELS = 10, 3
@@ -149,8 +155,8 @@ def multi_step_update(seed: int, num_classes: int, steps: int, batch: int, lr: f
         optimizer.zero_grad()
         F.cross_entropy(model(x[t * batch:(t + 1) * batch]), y[t * batch:(t + 1) * batch]).backward()
         optimizer.step()
-    update = LastLayerUpdate.from_states(sent, model.state_dict(), lr=lr, local_steps=steps,
-                                         num_samples=steps * batch)
+    update = last_layer_update(sent, model.state_dict(), lr=lr, local_steps=steps,
+                               num_samples=steps * batch)
     return update, np.bincount(y.numpy(), minlength=num_classes)
 
 

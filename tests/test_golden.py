@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from golden.make_golden import CASES, run_case
 
 GOLDEN = Path(__file__).parent / "golden"

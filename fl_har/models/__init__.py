@@ -7,6 +7,7 @@ input as ``model.features(x)``. ``build_model`` is the entry point.
 
 from fl_har.models.base import (
     HEAD_BIAS_KEY,
+    HEAD_NAME,
     HEAD_WEIGHT_KEY,
     HARModel,
     count_parameters,
@@ -21,6 +22,7 @@ from fl_har.models.tinyhar import ChannelSelfAttention, TinyHAR
 
 __all__ = [
     "HEAD_BIAS_KEY",
+    "HEAD_NAME",
     "HEAD_WEIGHT_KEY",
     "MODELS",
     "ChannelSelfAttention",

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from fl_har.models.errors import ModelConfigError, ModelInputError
 from fl_har.models.initialization import validate_seed
 
-HEAD_WEIGHT_KEY = "head.weight"
-HEAD_BIAS_KEY = "head.bias"
+HEAD_NAME = "head"  # attribute and state-dict prefix of every model's classification layer
+HEAD_WEIGHT_KEY = f"{HEAD_NAME}.weight"
+HEAD_BIAS_KEY = f"{HEAD_NAME}.bias"
 
 
 def valid_conv_length(length: int, kernel: int, stride: int) -> int:

@@ -23,8 +23,10 @@ CASES: dict[str, list[str]] = {
     "synthetic_frozen": [
         "data.dataset=synthetic", "data.synthetic_subjects=5", "data.clients=1-3",
         "data.server_subjects=4", "data.eval_subjects=5", "client.batch_size=20",
-        "run.rounds=2", "attacks.names=llg,llg_plus,llg_star,ebi,llbg,llbg_trained,ilrg,idlg,"
-        "leakage_har.llg,leakage_har.ilrg", "attacks.calibration_repeats=2",
+        "run.rounds=2",
+        ("attacks.names=llg,llg_plus,llg_star,ebi,llbg,llbg_trained,ilrg,idlg,"
+         "leakage_har.llg,leakage_har.ilrg"),
+        "attacks.calibration_repeats=2",
     ],
     # Real FedAvg with multi-step updates, local noise and clipping, sequential batches, TinyHAR.
     "synthetic_train": [

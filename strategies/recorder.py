@@ -1,0 +1,79 @@
+"""What the server observed in each round, held until the round is written to the results store.
+
+The curious wrapper records into a :class:`RoundRecorder` as replies are processed; the
+ServerApp's per-round writer takes the round's :class:`RoundRecord` once the round is aggregated
+and evaluated. Flower numbers the rounds of one ``strategy.start`` call from 1; a resumed run
+continues its own numbering, so the recorder translates with ``round_offset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocol import TrainReply
+from strategies.roster import ClientSlot
+
+
+@dataclass
+class RoundRecord:
+    """Everything the server observed in one round, waiting to be written with its evaluation."""
+
+    attack_rows: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    attack_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def num_replies(self) -> int:
+        return len(self.losses)
+
+    @property
+    def train_loss(self) -> float:
+        """Mean local training loss over the round's replies (NaN without replies)."""
+        return float(np.mean(self.losses)) if self.losses else float("nan")
+
+
+class RoundRecorder:
+    """Collects each round's attack rows, reply statistics and failures, keyed by run round."""
+
+    def __init__(self, round_offset: int = 0) -> None:
+        self.round_offset = round_offset
+        self._records: dict[int, RoundRecord] = {}
+
+    def run_round(self, server_round: int) -> int:
+        """The run's round number of Flower's ``server_round``."""
+        return server_round + self.round_offset
+
+    def _record(self, server_round: int) -> RoundRecord:
+        return self._records.setdefault(self.run_round(server_round), RoundRecord())
+
+    def record_reply(
+        self, server_round: int, reply: TrainReply, attack_rows: list[dict]
+    ) -> None:
+        """A successful reply and the attack rows scored on it."""
+        record = self._record(server_round)
+        record.attack_rows.extend(attack_rows)
+        record.attack_seconds += sum(row["attack_seconds"] for row in attack_rows)
+        record.train_seconds += reply.train_seconds
+        record.losses.append(reply.train_loss)
+
+    def record_failure(
+        self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str
+    ) -> None:
+        """A reply that carried an error (or came from a node outside the experiment)."""
+        self._record(server_round).failures.append(
+            {
+                "round": self.run_round(server_round),
+                "partition": slot.partition if slot else -1,
+                "subject": slot.subject if slot else -1,
+                "node_id": node_id,
+                "reason": reason,
+            }
+        )
+
+    def take(self, server_round: int) -> RoundRecord:
+        """Hand over (and forget) what was observed in ``server_round``."""
+        return self._records.pop(self.run_round(server_round), RoundRecord())
