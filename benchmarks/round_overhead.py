@@ -85,7 +85,7 @@ def plain_loop(config, rounds: int) -> tuple[float, list[float], float]:
 
 
 def flower_run(config, rounds: int) -> tuple[float, list[float], float, float]:
-    from fl_har.cli.simulation import run_simulation
+    from fl_har_app.launcher import run_simulation
 
     plan = federation_plan(config)
     with tempfile.TemporaryDirectory() as tmp:

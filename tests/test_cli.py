@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_har.cli import main
+from fl_har_app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

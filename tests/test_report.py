@@ -14,7 +14,7 @@ import math
 import pandas as pd
 import pytest
 
-from fl_har.cli import report_cmd
+from fl_har_app import report_cmd
 from fl_har.config import load_config, parse_subjects
 from fl_har.metrics import le_acc, le_precision, le_recall, ln_acc
 from fl_har.report import ReportError, build_report, collect_runs, paper_findings, table1

@@ -158,7 +158,7 @@ def test_attacks_see_only_the_update(tmp_path):
 
 
 def test_pretrained_checkpoint_run_with_held_out_evaluation(tmp_path, capsys):
-    from fl_har.cli import main
+    from fl_har_app import main
 
     checkpoint = tmp_path / "model.pt"
     data = ["--set", "data.dataset=synthetic", "--set", "data.synthetic_subjects=4",
@@ -183,14 +183,14 @@ def test_pretrained_checkpoint_run_with_held_out_evaluation(tmp_path, capsys):
 
 
 def test_pretrain_needs_server_subjects(capsys):
-    from fl_har.cli import main
+    from fl_har_app import main
 
     assert main(["pretrain", "--set", "data.dataset=synthetic", "-o", "x.pt"]) == 2
     assert "data.server_subjects" in capsys.readouterr().err
 
 
 def test_checkpoint_for_another_shape_is_refused(tmp_path):
-    from fl_har.cli import main
+    from fl_har_app import main
 
     checkpoint = tmp_path / "model.pt"
     assert main(["pretrain", "--set", "data.dataset=synthetic", "--set", "data.server_subjects=3",

@@ -23,7 +23,7 @@ SMALL = [
 def fl_har(*args, cwd):
     env = dict(os.environ, COLUMNS="120")
     return subprocess.run(
-        [sys.executable, "-m", "fl_har", *args], cwd=cwd, env=env, capture_output=True,
+        [sys.executable, "-m", "fl_har_app", *args], cwd=cwd, env=env, capture_output=True,
         text=True, timeout=600, check=False,
     )
 

@@ -95,7 +95,7 @@ def test_unknown_tables_and_missing_files(tmp_path):
 
 
 def fl_har(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "fl_har", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fl_har_app", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=600, check=False, env=dict(os.environ, COLUMNS="120"))
 
 

@@ -1,7 +1,8 @@
 """Starting Flower's simulation engine (Ray) for one experiment, in this process.
 
-This is the only place in ``fl_har`` that imports Flower: the command line's front door. The
-ServerApp runs in a thread of this process (so progress and results are local), the ClientApps in
+The launcher of the front door: it hands a ServerApp (``strategies.server_app``) and the HAR
+ClientApp (``clients.har_client``) to Flower's ``run_simulation``. The ServerApp runs in a thread
+of this process (so progress and results are local), the ClientApps in
 Ray actors, one CPU each. Environment settings measured on 2-core machines (see the project's
 ``benchmarks/round_overhead.py``) are applied before Ray starts; a variable already set by the
 user wins.

@@ -1,6 +1,6 @@
 """``fl-har report DIR...``: the paper's tables and figures from run directories.
 
-Wiring (in :mod:`fl_har.cli.main`): ``report_cmd.add_parser(commands)`` in ``build_parser`` and
+Wiring (in :mod:`fl_har_app.main`): ``report_cmd.add_parser(commands)`` in ``build_parser`` and
 ``if args.command == "report": return report_cmd.report(args)`` in ``main``.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from fl_har.cli.console import console, fail
+from fl_har_app.console import console, fail
 
 COMMAND = "report"
 

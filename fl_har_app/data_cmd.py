@@ -8,7 +8,7 @@ import time
 import numpy as np
 from rich.table import Table
 
-from fl_har.cli.console import console
+from fl_har_app.console import console
 
 
 def list_datasets() -> int:

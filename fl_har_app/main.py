@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fl_har.cli.console import console, fail
+from fl_har_app.console import console, fail
 
 DESCRIPTION = """\
 fl-har: a federated-learning simulator for wearable human activity recognition (HAR).
@@ -102,11 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
     run.add_argument("--inject-failure", default="", metavar="PARTITION:ROUND", help=argparse.SUPPRESS)
 
-    from fl_har.cli import sweep_cmd
+    from fl_har_app import sweep_cmd
 
     sweep_cmd.add_parser(commands)
 
-    from fl_har.cli import report_cmd
+    from fl_har_app import report_cmd
 
     report_cmd.add_parser(commands)
 
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
-            from fl_har.cli import data_cmd
+            from fl_har_app import data_cmd
 
             if args.data_command == "list":
                 return data_cmd.list_datasets()
@@ -138,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return data_cmd.info(args)
             parser.parse_args(["data", "--help"])
         if args.command == "attacks":
-            from fl_har.cli import run_cmd
+            from fl_har_app import run_cmd
 
             return run_cmd.list_attacks()
         if args.command == "config":
-            from fl_har.cli import run_cmd
+            from fl_har_app import run_cmd
 
             if args.config_command == "show":
                 return run_cmd.show_defaults()
@@ -150,19 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_cmd.check_config(args)
             parser.parse_args(["config", "--help"])
         if args.command == "run":
-            from fl_har.cli import run_cmd
+            from fl_har_app import run_cmd
 
             return run_cmd.run(args)
         if args.command == "sweep":
-            from fl_har.cli import sweep_cmd
+            from fl_har_app import sweep_cmd
 
             return sweep_cmd.sweep(args)
         if args.command == "report":
-            from fl_har.cli import report_cmd
+            from fl_har_app import report_cmd
 
             return report_cmd.report(args)
         if args.command == "pretrain":
-            from fl_har.cli import pretrain_cmd
+            from fl_har_app import pretrain_cmd
 
             return pretrain_cmd.pretrain(args)
     except ValueError as exc:

@@ -7,7 +7,7 @@ import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fl_har.cli.console import console, fail
+from fl_har_app.console import console, fail
 from fl_har.config import ConfigError, load_config
 
 

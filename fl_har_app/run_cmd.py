@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har.cli.console import console, fail
+from fl_har_app.console import console, fail
 from fl_har.config import ExperimentConfig, check_attack_names, describe_defaults, load_config
 
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 text += f", [red]{row['clients_failed']} client(s) failed[/]"
             bar.update(task, completed=run_round, description=text)
 
-        from fl_har.cli.simulation import run_simulation
+        from fl_har_app.launcher import run_simulation
 
         status = run_simulation(
             config,

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har.cli.console import console, fail
+from fl_har_app.console import console, fail
 from fl_har.config import check_attack_names
 from fl_har.sweep import (
     MANIFEST,
@@ -240,7 +240,7 @@ def sweep(args: argparse.Namespace) -> int:
                     first = clock["first_round_done"] - clock["launch"]
                     timing["startup_seconds"] = max(first - steady, 0.0)
 
-        from fl_har.cli.simulation import start_simulation
+        from fl_har_app.launcher import start_simulation
         from strategies.server_app import make_sweep_server_app
 
         server_app = make_sweep_server_app(

@@ -1,3 +1,0 @@
-from fl_har.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from fl_har_app.main import main
+
+raise SystemExit(main())
