@@ -7,8 +7,8 @@ import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fl_har_app.console import console, fail
 from fl_har.config import ConfigError, load_config
+from fl_har_app.console import console, fail
 
 
 def pretrain(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har_app.console import console, fail
 from fl_har.config import ExperimentConfig, check_attack_names, describe_defaults, load_config
+from fl_har_app.console import console, fail
 
 
 def list_attacks() -> int:

@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har_app.console import console, fail
 from fl_har.config import check_attack_names
 from fl_har.sweep import (
     MANIFEST,
@@ -22,6 +21,7 @@ from fl_har.sweep import (
     read_manifest,
     write_json_atomic,
 )
+from fl_har_app.console import console, fail
 
 
 def add_parser(commands) -> None:

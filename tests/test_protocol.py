@@ -9,12 +9,12 @@ import protocol
 
 
 def reply(**changes):
-    fields = dict(
-        state={"head.weight": torch.ones(3, 2), "head.bias": torch.zeros(3)},
-        num_examples=20, train_loss=1.5, train_seconds=0.25,
-        extra_metrics={"update-norm": 2.0},
-        truth=protocol.SimulationTruth(np.array([5, 0, 15])),
-    )
+    fields = {
+        "state": {"head.weight": torch.ones(3, 2), "head.bias": torch.zeros(3)},
+        "num_examples": 20, "train_loss": 1.5, "train_seconds": 0.25,
+        "extra_metrics": {"update-norm": 2.0},
+        "truth": protocol.SimulationTruth(np.array([5, 0, 15])),
+    }
     fields.update(changes)
     return protocol.TrainReply(**fields)
 

@@ -14,7 +14,6 @@ import math
 import pandas as pd
 import pytest
 
-from fl_har_app import report_cmd
 from fl_har.config import load_config, parse_subjects
 from fl_har.metrics import le_acc, le_precision, le_recall, ln_acc
 from fl_har.report import ReportError, build_report, collect_runs, paper_findings, table1
@@ -22,6 +21,7 @@ from fl_har.report.factors import attack_family, base_attack, ldp_setting, run_f
 from fl_har.report.figure_confusion import class_names, pool_confusions
 from fl_har.report.paper import paper_table1
 from fl_har.results import RunStore
+from fl_har_app import report_cmd
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 TRUE = (2, 2, 0)
