@@ -34,12 +34,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fl_har.data import NORMALIZATIONS, SAMPLERS, available_datasets
+from fl_har.models import MODELS
+
+# Choices that belong to the config itself; datasets, samplers, normalisations and models come
+# from their registries, attacks (and their options) from the attack registry via the front door.
 REGIMES = ("frozen", "train")
-DATASETS = ("hapt", "wear", "wetlab", "synthetic")
 HAPT_CHANNELS = ("acc", "acc+gyro")
-NORMALIZATIONS = ("none", "standardize", "minmax_batch")
-MODELS = ("deepconvlstm", "tinyhar")
-SAMPLERS = ("sequential", "shuffle", "balanced")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
 DUMMY_KINDS = ("normal", "zeros", "ones")
@@ -228,7 +229,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
-def _choice(value: str, choices: tuple[str, ...], where: str) -> None:
+def _choice(value: str, choices: Iterable[str], where: str) -> None:
+    choices = tuple(choices)
     if value not in choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
@@ -281,7 +283,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: run.rounds must be >= 1, got {run.rounds}")
     if not run.name or "/" in run.name or run.name in (".", ".."):
         raise ConfigError(f"{source}: run.name {run.name!r} must be a plain folder name")
-    _choice(data.dataset, DATASETS, f"{source}: data.dataset")
+    _choice(data.dataset, available_datasets(), f"{source}: data.dataset")
     _choice(data.channels, HAPT_CHANNELS, f"{source}: data.channels")
     _choice(data.normalization, NORMALIZATIONS, f"{source}: data.normalization")
     if data.window < 2:

@@ -44,7 +44,7 @@ def test_file_and_overrides(tmp_path):
     [
         ("[client]\nbatchsize = 3\n", "unknown key(s) client.batchsize"),
         ("[clients]\nx = 1\n", "unknown section(s) clients"),
-        ('[client]\nsampler = "random"\n', "'random' is not one of sequential, shuffle, balanced"),
+        ('[client]\nsampler = "random"\n', "'random' is not one of shuffle, sequential, balanced"),
         ("[client]\nbatch_size = 100\nlocal_steps = 3\n", "must be divisible"),
         ('[client]\nbatch_size = "many"\n', "client.batch_size: expected an integer"),
         ("[data]\noverlap = 1.0\n", "data.overlap must be in [0, 1)"),

@@ -19,7 +19,8 @@ def dataset():
 
 
 def test_kinds():
-    assert NORMALIZATIONS == ("none", "standardize", "minmax_batch")
+    assert tuple(NORMALIZATIONS) == ("none", "standardize", "minmax_batch")
+    assert all(isinstance(text, str) and text for text in NORMALIZATIONS.values())
 
 
 def test_standardize_uses_only_given_subjects(dataset):

@@ -20,7 +20,12 @@ import numpy as np
 from fl_har.data.dataset import HARDataset
 from fl_har.data.errors import DataError
 
-NORMALIZATIONS = ("none", "standardize", "minmax_batch")
+#: Input normalisations with what each one does.
+NORMALIZATIONS: dict[str, str] = {
+    "none": "raw sensor values",
+    "standardize": "per-channel z-score (statistics of the server's subjects, else the client's own)",
+    "minmax_batch": "min-max scaling with one global min/max per batch (the paper's code)",
+}
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,13 @@ import numpy as np
 
 from fl_har.data.errors import DataError
 
-SAMPLERS = ("sequential", "shuffle", "balanced")
+#: The samplers, in display order, with what each one does (config validation and ``--help`` read
+#: this; the module docstring has the exact rules).
+SAMPLERS: dict[str, str] = {
+    "shuffle": "N distinct windows per round from a per-epoch random permutation",
+    "sequential": "the next N consecutive windows of the recording each round (wraps around)",
+    "balanced": "N windows split as evenly as possible over the classes the subject has",
+}
 
 # Distinct SeedSequence tags so the shuffle and balanced streams never coincide.
 _STREAM_SHUFFLE = 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fl_har.config import ExperimentConfig
+from fl_har.data import SAMPLERS
 from fl_har.report.errors import ReportError
 
 REFERENCE_PREFIX = "leakage_har."
@@ -28,7 +29,7 @@ ATTACK_ORDER = (*WEIGHT_ATTACKS, *BIAS_ATTACKS)
 
 TRAINED, UNTRAINED = "trained", "untrained"
 STATES = (UNTRAINED, TRAINED)
-SAMPLER_ORDER = ("shuffle", "sequential", "balanced")
+SAMPLER_ORDER = tuple(SAMPLERS)
 LDP_NONE, LDP_NOISE, LDP_CLIP, LDP_BOTH = "none", "noise", "clip", "noise+clip"
 LDP_ORDER = (LDP_NONE, LDP_NOISE, LDP_CLIP, LDP_BOTH)
 
