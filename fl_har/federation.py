@@ -19,7 +19,7 @@ from fl_har.data import HARDataset, Normalizer, Windows, fit_normalizer, load_da
 from fl_har.data import subject_windows as _subject_windows
 from fl_har.ldp import LDPConfig
 from fl_har.models import HARModel, build_model
-from fl_har.seeding import STREAM_MODEL_INIT, derive_seed
+from fl_har.seeding import Stream, derive_seed
 from fl_har.training import LocalTrainingConfig, LocalUpdate, local_update
 
 
@@ -139,7 +139,7 @@ def initial_model(config: ExperimentConfig, plan: FederationPlan) -> HARModel:
             plan.num_classes,
             window=config.data.window,
             head_bias=config.model.head_bias,
-            seed=derive_seed(config.run.seed, STREAM_MODEL_INIT),
+            seed=derive_seed(config.run.seed, Stream.MODEL_INIT),
         )
     from fl_har.pretrain import check_compatible, load_checkpoint, model_from_checkpoint
 
@@ -218,6 +218,6 @@ class Participant:
             y,
             self.training,
             num_classes=self.num_classes,
-            seed=derive_seed(self.config.run.seed, self.subject, server_round),
+            seed=derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round),
             class_weights=self.class_weights,
         )

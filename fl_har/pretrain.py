@@ -33,15 +33,11 @@ from fl_har.atomic import write_bytes_atomic
 from fl_har.data import NORMALIZATIONS, HARDataset, Normalizer, fit_normalizer, subject_windows
 from fl_har.evaluation import EvalResult, evaluate_model
 from fl_har.models import HARModel, build_model
-from fl_har.seeding import derive_seed
+from fl_har.seeding import Stream, derive_seed
 
 CHECKPOINT_FORMAT = "fl-har-pretrain"
 CHECKPOINT_VERSION = 1
 
-# Stream tags for derive_seed, distinct from those in fl_har.seeding, so pre-training never
-# reuses a federated run's dropout or noise stream for the same seed.
-_STREAM_PRETRAIN_SHUFFLE = 101
-_STREAM_PRETRAIN_DROPOUT = 102
 
 # Meta keys that model_from_checkpoint / check_compatible rely on, with their required types.
 _REQUIRED_META: dict[str, type] = {
@@ -306,10 +302,10 @@ def pretrain(
     )
     baseline = untrained_baseline(dataset, train_ids, eval_ids, config) if eval_ids else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    order_rng = np.random.default_rng(derive_seed(config.seed, _STREAM_PRETRAIN_SHUFFLE))
+    order_rng = np.random.default_rng(derive_seed(config.seed, Stream.PRETRAIN_ORDER))
     history: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(config.seed, _STREAM_PRETRAIN_DROPOUT))
+        torch.manual_seed(derive_seed(config.seed, Stream.PRETRAIN_DROPOUT))
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             metrics = {

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fl_har.ldp import LDPConfig, perturb_gradients_
-from fl_har.seeding import STREAM_DROPOUT, STREAM_NOISE, derive_seed
+from fl_har.seeding import Stream, derive_seed
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,12 @@ def local_update(
         raise ValueError(f"{inputs.shape[0]} windows but {targets.shape[0]} labels")
     params = [p for p in model.parameters() if p.requires_grad]
     protected = _protected_parameters(model, config.ldp.scope)
-    noise_generator = torch.Generator().manual_seed(derive_seed(seed, STREAM_NOISE))
+    noise_generator = torch.Generator().manual_seed(derive_seed(seed, Stream.NOISE))
     was_training = model.training
     model.train(config.train_mode)
     losses = []
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, STREAM_DROPOUT))
+        torch.manual_seed(derive_seed(seed, Stream.DROPOUT))
         for part in step_slices(len(targets), config.local_steps):
             for p in params:
                 p.grad = None

@@ -33,7 +33,7 @@ from fl_har.federation import (
     windows_for,
 )
 from fl_har.results import RunStore
-from fl_har.seeding import STREAM_ATTACK, derive_seed
+from fl_har.seeding import Stream, derive_seed
 from strategies.aggregators import build_aggregator
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
@@ -83,7 +83,7 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
             input_shape=(config.data.window, plan.num_channels),
             aux_windows=aux_x,
             aux_labels=aux_y,
-            seed=derive_seed(config.run.seed, STREAM_ATTACK, version),
+            seed=derive_seed(config.run.seed, Stream.ATTACK, version),
             # the cache is per process: a token keeps two runs' "version 0" apart
             model_version=(run_token, version),
             **options,

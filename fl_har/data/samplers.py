@@ -14,9 +14,9 @@ What happens when the data runs out (n windows, batch size N, ``B = n // N`` bat
   dropped), the final ``n - B*N`` windows are never used and no batch joins the end of the data to
   its start. No randomness.
 - ``shuffle``: epoch ``e = (r-1) // B`` uses its own permutation of all n windows, drawn from
-  ``[seed, subject, 1, e]``; round r takes slice ``b = (r-1) % B`` of it. Each batch has N distinct
+  stream ``(SHUFFLE, subject, e)``; round r takes slice ``b = (r-1) % B`` of it. Each batch has N distinct
   windows; each epoch leaves out a different random ``n - B*N`` windows.
-- ``balanced``: each round independently (generator ``[seed, subject, 2, r]``) splits N over the P
+- ``balanced``: each round independently (stream ``(BALANCED, subject, r)``) splits N over the P
   classes present in the subject's windows: every class gets ``N // P`` windows and ``N % P``
   classes, chosen uniformly at random without repetition, get one more (so counts differ by at most
   one). A class with at least its quota of windows is drawn without replacement. A class with
@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from fl_har.data.errors import DataError
+from fl_har.seeding import Stream, stream_rng
 
 #: The samplers, in display order, with what each one does (config validation and ``--help`` read
 #: this; the module docstring has the exact rules).
@@ -40,9 +41,6 @@ SAMPLERS: dict[str, str] = {
     "balanced": "N windows split as evenly as possible over the classes the subject has",
 }
 
-# Distinct SeedSequence tags so the shuffle and balanced streams never coincide.
-_STREAM_SHUFFLE = 1
-_STREAM_BALANCED = 2
 
 
 class BatchSampler(Protocol):
@@ -87,7 +85,7 @@ class ShuffleSampler:
         self.subject = subject
 
     def permutation(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, self.subject, _STREAM_SHUFFLE, epoch])
+        rng = stream_rng(self.seed, Stream.SHUFFLE, self.subject, epoch)
         return rng.permutation(self.num_windows).astype(np.int64)
 
     def batch(self, round: int) -> np.ndarray:
@@ -114,8 +112,8 @@ class BalancedSampler:
         return quotas
 
     def batch(self, round: int) -> np.ndarray:
-        rng = np.random.default_rng(
-            [self.seed, self.subject, _STREAM_BALANCED, _check_round(round)]
+        rng = stream_rng(
+            self.seed, Stream.BALANCED, self.subject, _check_round(round)
         )
         picks = []
         for pool, quota in zip(self.pools, self.quotas(rng), strict=True):

@@ -7,8 +7,8 @@ last class rare, and some subjects may lack a rare class. Each class has its own
 offset, amplitude and oscillation frequency, shared by all subjects (so a model can learn it), plus
 a small per-subject offset and Gaussian noise. Not a model of any real sensor.
 
-All randomness comes from ``seed``: class parameters from ``[seed, 0]``, subject ``s``'s stream
-from ``[seed, 1, s]`` (numpy ``SeedSequence`` entropy), so a subject's data does not depend on how
+All randomness comes from ``seed``: class parameters from stream ``SYNTHETIC_CLASSES``, subject
+``s``'s recordings from stream ``(SYNTHETIC_SUBJECT, s)`` (see :mod:`fl_har.seeding`), so a subject's data does not depend on how
 many subjects are generated.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from fl_har.data.dataset import NULL_CLASS_NAME, HARDataset, Recording
 from fl_har.data.errors import DataError
+from fl_har.seeding import Stream, stream_rng
 
 SAMPLING_RATE_HZ = 50.0
 NULL_SEGMENT = (100, 400)  # samples, inclusive bounds
@@ -41,12 +42,12 @@ def make_synthetic(
     _check_int("recordings_per_subject", recordings_per_subject, 1)
     _check_int("samples_per_subject", samples_per_subject, recordings_per_subject)
     _check_int("seed", seed, 0)
-    params = _class_parameters(np.random.default_rng([seed, 0]), num_classes, num_channels)
+    params = _class_parameters(stream_rng(seed, Stream.SYNTHETIC_CLASSES), num_classes, num_channels)
     lengths = np.full(recordings_per_subject, samples_per_subject // recordings_per_subject)
     lengths[-1] += samples_per_subject - lengths.sum()
     recordings = {}
     for subject in range(1, num_subjects + 1):
-        rng = np.random.default_rng([seed, 1, subject])
+        rng = stream_rng(seed, Stream.SYNTHETIC_SUBJECT, subject)
         class_weights = _subject_class_weights(rng, num_classes)
         subject_offset = rng.normal(0.0, 0.1, size=num_channels)
         recordings[subject] = tuple(
