@@ -7,7 +7,8 @@ import pytest
 
 from fl_har import metrics
 from fl_har.report.style import METRIC_LABELS as REPORT_LABELS
-from fl_har.results import ATTACK_COLUMNS, CLIENT_COLUMNS
+from fl_har.results import ATTACK_COLUMNS, CLIENT_COLUMNS, RunStore
+from fl_har.results.summary import SUMMARY_METRICS
 
 ALL = (*metrics.PER_UPDATE, *metrics.PER_CLIENT)
 
@@ -49,3 +50,11 @@ def test_results_tables_and_report_use_the_registry():
     assert ATTACK_COLUMNS[8:13] == metrics.UPDATE_METRICS
     assert CLIENT_COLUMNS[-6:] == (*metrics.UPDATE_METRICS, *metrics.CLIENT_METRICS)
     assert REPORT_LABELS == metrics.METRIC_LABELS
+
+
+def test_summary_md_headers_are_the_registry_labels(tmp_path):
+    RunStore.create(tmp_path / "run", {"run": {"name": "labels"}}, seed=1)
+    lines = (tmp_path / "run" / "summary.md").read_text().splitlines()
+    labels = " | ".join(metrics.METRIC_LABELS[column] for column in SUMMARY_METRICS)
+    assert labels == "LnAcc | LeAcc | LeRecall | ClassAcc"
+    assert f"| attack | clients | updates | attack errors | {labels} |" in lines

@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fl_har.metrics import class_acc
+from fl_har import metrics
 from fl_har.results.schemas import CLIENT_COLUMNS, CLIENT_DTYPES, CLIENT_KEYS, METRIC_COLUMNS
 
 
-def _client_class_acc(succeeded: pd.DataFrame) -> float:
-    """ClassAcc over a client's successful updates; NaN if they hold no window at all."""
+def _client_metric(column: str, succeeded: pd.DataFrame) -> float:
+    """A per-client metric over a client's successful updates; NaN if they hold no window."""
     true_counts = np.array(list(succeeded["true_counts"]), dtype=np.int64)
     if true_counts.size == 0 or true_counts.sum() == 0:
         return math.nan
-    return class_acc(true_counts, np.array(list(succeeded["pred_counts"]), dtype=np.int64))
+    predicted = np.array(list(succeeded["pred_counts"]), dtype=np.int64)
+    return getattr(metrics, column)(true_counts, predicted)
 
 
 def client_summary(attacks: pd.DataFrame) -> pd.DataFrame:
@@ -46,7 +47,8 @@ def client_summary(attacks: pd.DataFrame) -> pd.DataFrame:
         }
         for metric in METRIC_COLUMNS:
             row[metric] = float(succeeded[metric].mean()) if len(succeeded) else math.nan
-        row["class_acc"] = _client_class_acc(succeeded)
+        for metric in metrics.CLIENT_METRICS:
+            row[metric] = _client_metric(metric, succeeded)
         rows.append(row)
     return pd.DataFrame({
         name: pd.Series([row[name] for row in rows], dtype=CLIENT_DTYPES.get(name, "float64"))

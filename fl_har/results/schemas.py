@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fl_har.atomic import write_bytes_atomic
-from fl_har.metrics import UPDATE_METRICS
+from fl_har.metrics import CLIENT_METRICS, UPDATE_METRICS
 from fl_har.results.layout import ResultsError
 
 METRIC_COLUMNS = UPDATE_METRICS
@@ -33,7 +33,7 @@ ATTACK_STR_COLUMNS = ("attack", "error")
 ATTACK_SORT_KEYS = ["round", "partition", "attack"]
 
 CLIENT_KEYS = ("partition", "subject", "attack")
-CLIENT_COLUMNS = (*CLIENT_KEYS, "num_updates", "attack_errors", *METRIC_COLUMNS, "class_acc")
+CLIENT_COLUMNS = (*CLIENT_KEYS, "num_updates", "attack_errors", *METRIC_COLUMNS, *CLIENT_METRICS)
 # pandas dtypes of the client table; every column not listed is float64.
 CLIENT_DTYPES: dict[str, Any] = {"partition": "int64", "subject": "int64", "attack": str,
                                  "num_updates": "int64", "attack_errors": "int64"}
@@ -49,7 +49,7 @@ ATTACK_SCHEMA = pa.schema(
 CLIENT_SCHEMA = pa.schema(
     [("partition", pa.int64()), ("subject", pa.int64()), ("attack", pa.string()),
      ("num_updates", pa.int64()), ("attack_errors", pa.int64())]
-    + [(name, pa.float64()) for name in (*METRIC_COLUMNS, "class_acc")]
+    + [(name, pa.float64()) for name in (*METRIC_COLUMNS, *CLIENT_METRICS)]
 )
 
 

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from fl_har.metrics import METRIC_LABELS
 from fl_har.results.layout import FAILURES_CSV
 from fl_har.results.readers import RunTables
 from fl_har.results.schemas import records
 
-_SUMMARY_METRICS = (("LnAcc", "ln_acc"), ("LeAcc", "le_acc"), ("LeRecall", "le_recall"),
-                    ("ClassAcc", "class_acc"))
+# Client-table columns shown per attack; their headers are the labels of fl_har.metrics.
+SUMMARY_METRICS = ("ln_acc", "le_acc", "le_recall", "class_acc")
 _SUMMARY_MAX_FAILURES = 20
 
 
@@ -43,13 +44,13 @@ def summary_markdown(tables: RunTables) -> str:
         "## Label leakage per attack (mean ± std over clients)",
         "",
         "| attack | clients | updates | attack errors | "
-        + " | ".join(label for label, _ in _SUMMARY_METRICS) + " |",
-        "|---|---:|---:|---:|" + "---:|" * len(_SUMMARY_METRICS),
+        + " | ".join(METRIC_LABELS[column] for column in SUMMARY_METRICS) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(SUMMARY_METRICS),
     ]
     for attack, group in tables.clients.groupby("attack", sort=True):
         cells = [str(attack), str(len(group)), str(int(group["num_updates"].sum())),
                  str(int(group["attack_errors"].sum()))]
-        cells += [_mean_std(group[column]) for _, column in _SUMMARY_METRICS]
+        cells += [_mean_std(group[column]) for column in SUMMARY_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     if tables.clients.empty:
         lines.append("| (no attack results yet) |")
