@@ -17,16 +17,61 @@ Per client, over all its attacked updates u:
 - :func:`sorted_pairing_confusion`: the paper's confusion matrices, which pair each update's
   sorted true labels with its sorted predicted labels position by position.
 
-Invalid input raises :class:`MetricInputError` naming the argument and what was expected.
+Every metric is listed once in :data:`PER_UPDATE` / :data:`PER_CLIENT` (:class:`Metric`: column
+name, display label, description); results tables, summaries and figures take names and labels
+from there. Invalid input raises :class:`MetricInputError` naming the argument and what was
+expected.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 
 class MetricInputError(ValueError):
     """Counts passed to a metric are malformed (shape, sign, non-integer, empty)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One leakage metric as the results tables, summaries and figures name it.
+
+    Attributes:
+        column: the column in the results tables, which is also the name of the function in
+            this module that computes the metric.
+        label: short display name in tables and figures (the paper's name where it has one).
+        description: one line saying what the number measures.
+    """
+
+    column: str
+    label: str
+    description: str
+
+
+# The per-update metrics: what the server records for every attacked update (in this order).
+PER_UPDATE = (
+    Metric("ln_acc", "LnAcc",
+           "share of the update's labels recovered: sum_c min(k[c], k_hat[c]) / N (eq. 5)"),
+    Metric("le_acc", "LeAcc",
+           "share of all C classes whose presence (k[c] > 0) is predicted right (eq. 4)"),
+    Metric("le_recall", "LeRecall",
+           "share of the classes present in the update that are predicted present"),
+    Metric("le_precision", "LePrecision",
+           "share of the classes predicted present that are present (NaN if none is)"),
+    Metric("count_acc", "exact-count accuracy",
+           "share of all C classes whose count is predicted exactly (iLRG's 'LnAcc')"),
+)
+# The per-client metrics: computed once over all attacked updates of a client.
+PER_CLIENT = (
+    Metric("class_acc", "ClassAcc",
+           "mean over the client's classes c of sum_u min(k_u[c], k_hat_u[c]) / sum_u k_u[c]"),
+)
+METRICS = {metric.column: metric for metric in (*PER_UPDATE, *PER_CLIENT)}
+METRIC_LABELS = {column: metric.label for column, metric in METRICS.items()}
+UPDATE_METRICS = tuple(metric.column for metric in PER_UPDATE)
+CLIENT_METRICS = tuple(metric.column for metric in PER_CLIENT)
 
 
 def _counts(values: object, name: str, ndim: int) -> np.ndarray:
@@ -63,8 +108,6 @@ def _nonempty_batch(true: np.ndarray) -> int:
     return total
 
 
-# The per-update metrics, by function name: what the server records for every attacked update.
-UPDATE_METRICS = ("ln_acc", "le_acc", "le_recall", "le_precision", "count_acc")
 
 
 def ln_acc(true_counts: object, predicted_counts: object) -> float:

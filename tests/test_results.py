@@ -21,6 +21,8 @@ from fl_har.results import (
     load_run,
     parse_count_list,
 )
+from fl_har.results.schemas import attack_frame
+from fl_har.results.validation import validate_attack_row
 
 NAN = math.nan
 CONFIG = {
@@ -255,14 +257,14 @@ class SimulatedCrash(RuntimeError):
 
 
 def crash_when_writing(monkeypatch, file_name):
-    real_write = results.write_bytes_atomic
+    real_write = results.store.write_bytes_atomic
 
     def write(path, data):
         if path.name == file_name:
             raise SimulatedCrash(file_name)
         real_write(path, data)
 
-    monkeypatch.setattr(results, "write_bytes_atomic", write)
+    monkeypatch.setattr(results.store, "write_bytes_atomic", write)
 
 
 @pytest.fixture(scope="module")
@@ -421,8 +423,7 @@ def test_client_class_acc_on_a_hand_computed_example():
         attack_row(3, 0, "llg", [], [], error="AttackError: no gradient"),
         attack_row(1, 1, "llg", [2, 2, 2], [2, 2, 2], ln_acc=1.0),
     ]
-    attacks = results._attack_frame([results._validate_attack_row(r, "row", r["round"])
-                                     for r in rows])
+    attacks = attack_frame([validate_attack_row(r, "row", r["round"]) for r in rows])
     clients = client_summary(attacks).set_index("partition")
     # Class 0: (min(3,2) + min(1,1)) / (3 + 1) = 3/4; class 1: (1 + 1) / (1 + 3) = 1/2.
     assert clients.loc[0, "class_acc"] == pytest.approx((3 / 4 + 1 / 2) / 2)

@@ -15,6 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from fl_har import metrics
+
 DPI = 150
 ATTACK_COLOURS = {
     "llg": "#1f77b4", "llg_plus": "#17becf", "llg_star": "#9467bd",
@@ -23,8 +25,8 @@ ATTACK_COLOURS = {
 }
 _FALLBACK_COLOURS = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 SAMPLER_COLOURS = {"shuffle": "#4c72b0", "sequential": "#dd8452", "balanced": "#55a868"}
-METRIC_LABELS = {"ln_acc": "LnAcc", "le_acc": "LeAcc", "le_recall": "LeRecall",
-                 "class_acc": "ClassAcc"}
+# Display names of the leakage metrics, by results column (the registry in fl_har.metrics).
+METRIC_LABELS = metrics.METRIC_LABELS
 
 
 @dataclass(frozen=True)
