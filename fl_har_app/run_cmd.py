@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fl_har.config import ExperimentConfig, check_attack_names, describe_defaults, load_config
+from fl_har.metrics import METRIC_LABELS
 from fl_har_app.console import console, fail
 
 
@@ -48,12 +49,17 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# The leakage columns a reader looks for first, labelled by the metric registry.
+LEAKAGE_COLUMNS = ("le_acc", "le_recall", "ln_acc", "class_acc")
+
+
 def leakage_table(clients, title: str) -> Table:
     """Per-attack means over clients (the numbers a reader looks for first)."""
     table = Table(title=title, title_justify="left")
     table.add_column("attack", style="bold")
-    for name in ("LeAcc", "LeRecall", "LnAcc", "ClassAcc", "clients"):
-        table.add_column(name, justify="right")
+    for column in LEAKAGE_COLUMNS:
+        table.add_column(METRIC_LABELS[column], justify="right")
+    table.add_column("clients", justify="right")
     for attack, group in clients.groupby("attack", sort=False):
         def pct(column: str, group=group) -> str:
             mean, std = group[column].mean(), group[column].std(ddof=0)
@@ -61,10 +67,7 @@ def leakage_table(clients, title: str) -> Table:
                 return "n/a"
             return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
-        table.add_row(
-            attack, pct("le_acc"), pct("le_recall"), pct("ln_acc"), pct("class_acc"),
-            str(len(group)),
-        )
+        table.add_row(attack, *(pct(c) for c in LEAKAGE_COLUMNS), str(len(group)))
     return table
 
 
