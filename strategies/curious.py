@@ -168,7 +168,7 @@ class CuriousStrategy(Strategy):
                     slot.partition, slot.subject, reply.state, reply.num_examples,
                     truth.label_counts,
                 )
-            self.recorder.record_reply(server_round, reply, rows)
+            self.recorder.record_reply(server_round, slot, reply, rows)
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
         if self.frozen:
             arrays = ArrayRecord(sent)

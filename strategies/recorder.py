@@ -21,6 +21,7 @@ class RoundRecord:
     """Everything the server observed in one round, waiting to be written with its evaluation."""
 
     attack_rows: list[dict] = field(default_factory=list)
+    update_rows: list[dict] = field(default_factory=list)  # one per addressed participant
     failures: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     attack_seconds: float = 0.0
@@ -51,10 +52,16 @@ class RoundRecorder:
         return self._records.setdefault(self.run_round(server_round), RoundRecord())
 
     def record_reply(
-        self, server_round: int, reply: TrainReply, attack_rows: list[dict]
+        self, server_round: int, slot: ClientSlot, reply: TrainReply, attack_rows: list[dict]
     ) -> None:
         """A successful reply and the attack rows scored on it."""
         record = self._record(server_round)
+        record.update_rows.append({
+            "round": self.run_round(server_round), "partition": slot.partition,
+            "subject": slot.subject, "status": "ok", "num_examples": reply.num_examples,
+            "train_loss": reply.train_loss, "train_seconds": reply.train_seconds,
+            **reply.extra_metrics,
+        })
         record.attack_rows.extend(attack_rows)
         record.attack_seconds += sum(row["attack_seconds"] for row in attack_rows)
         record.train_seconds += reply.train_seconds
@@ -63,8 +70,15 @@ class RoundRecorder:
     def record_failure(
         self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str
     ) -> None:
-        """A reply that carried an error (or came from a node outside the experiment)."""
-        self._record(server_round).failures.append(
+        """A reply that carried an error, a node that did not reply, or a reply from a node
+        outside the experiment."""
+        record = self._record(server_round)
+        if slot is not None:
+            record.update_rows.append({
+                "round": self.run_round(server_round), "partition": slot.partition,
+                "subject": slot.subject, "status": "failed",
+            })
+        record.failures.append(
             {
                 "round": self.run_round(server_round),
                 "partition": slot.partition if slot else -1,

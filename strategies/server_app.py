@@ -134,7 +134,8 @@ class RoundWriter:
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
         round_row["round_seconds"] = time.perf_counter() - self._round_start
-        self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state)
+        self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state,
+                                update_rows=record.update_rows)
         self.failures += len(record.failures)
         if self.progress is not None:
             self.progress(run_round, self.config.run.rounds, round_row)

@@ -114,3 +114,18 @@ def test_a_cohort_smaller_than_the_strategy_needs_is_a_clear_error():
     config, grid, _, _, strategy, arrays = setup(inner)
     with pytest.raises(ValueError, match="needs at least 5"):
         strategy.configure_train(1, arrays, ConfigRecord(to_flat(config)), grid)
+
+
+def test_every_addressed_participant_has_an_update_row():
+    inner = FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
+    config, grid, roster, recorder, strategy, arrays = setup(inner)
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(to_flat(config)), grid))
+    replies = list(grid.send_and_receive(messages))
+    silent = replies.pop()
+    strategy.aggregate_train(1, replies)
+    rows = {row["partition"]: row for row in recorder.take(1).update_rows}
+    assert sorted(rows) == sorted(slot.partition for slot in roster)
+    failed = roster.slot(silent.metadata.src_node_id).partition
+    assert rows[failed]["status"] == "failed"
+    ok = [row for p, row in rows.items() if p != failed]
+    assert all(row["status"] == "ok" and row["num_examples"] == 20 for row in ok)

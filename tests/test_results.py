@@ -515,3 +515,37 @@ def test_model_state_must_hold_tensors(tmp_path):
     rows, round_row, failures, _ = round_inputs(1)
     with pytest.raises(ResultsError, match=r"model_state\['w'\] = list: expected a tensor"):
         store.record_round(1, rows, round_row, failures, {"w": [1.0]})
+
+
+def test_update_rows_are_stored_and_survive_a_resume(tmp_path):
+    store = RunStore.create(tmp_path / "run", {"run": {"name": "x"}}, seed=0)
+    rows = [
+        {"round": 1, "partition": 1, "subject": 2, "status": "ok", "num_examples": 20,
+         "train_loss": 1.5, "decision": "selected"},
+        {"round": 1, "partition": 0, "subject": 1, "status": "failed"},
+    ]
+    store.record_round(1, [], {"round": 1}, [], None, update_rows=rows)
+    table = store.update_table()
+    assert list(table["partition"]) == [0, 1]  # sorted by partition
+    assert list(table["status"]) == ["failed", "ok"]
+    assert np.isnan(table.loc[0, "train_loss"]) and table.loc[1, "train_loss"] == 1.5
+    assert table.loc[1, "decision"] == "selected"
+    reopened = RunStore.resume(tmp_path / "run", {"run": {"name": "x"}})
+    pd.testing.assert_frame_equal(reopened.update_table(), table)
+    assert (tmp_path / "run" / "updates.csv").read_text().startswith(
+        "round,partition,subject,status")
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"round": 1, "partition": 0, "subject": 1}, "lacks key"),
+    ({"round": 1, "partition": 0, "subject": 1, "status": "maybe"}, "expected one of"),
+    ({"round": 2, "partition": 0, "subject": 1, "status": "ok"}, "expected 1"),
+    ({"round": 1, "partition": 0, "subject": 1, "status": "ok", "norm": [1]}, "expected a number"),
+])
+def test_bad_update_rows_are_refused(tmp_path, row, message):
+    store = RunStore.create(tmp_path / "run", {"run": {"name": "x"}}, seed=0)
+    with pytest.raises(ResultsError, match=message):
+        store.record_round(1, [], {"round": 1}, [], None, update_rows=[row])
+    with pytest.raises(ResultsError, match="twice"):
+        ok = {"round": 1, "partition": 0, "subject": 1, "status": "ok"}
+        store.record_round(1, [], {"round": 1}, [], None, update_rows=[ok, ok])

@@ -8,6 +8,9 @@
 - ``attacks.parquet``: long table, one row per round x client x attack (counts as int64 lists).
 - ``rounds.parquet`` + ``rounds.csv``: one row per round (global metrics, timings).
 - ``clients.parquet`` + ``clients.csv``: one row per client x attack, recomputed from all rows.
+- ``updates.parquet`` + ``updates.csv``: one row per round x addressed client: ``status``
+  (``ok`` / ``failed``), N, loss, time and whatever else the server measured of that update
+  (its norm, an aggregator's decision, epsilon...). The round's cohort is its rows.
 - ``failures.csv``: one row per failed client reply (round, partition, subject, node_id, reason).
 - ``summary.md``: short human-readable summary.
 - ``checkpoint.pt`` (+ ``checkpoint.prev.pt``): global model state after a finished round.
@@ -28,12 +31,15 @@ ROUNDS_CSV = "rounds.csv"
 CLIENTS_FILE = "clients.parquet"
 CLIENTS_CSV = "clients.csv"
 FAILURES_CSV = "failures.csv"
+UPDATES_FILE = "updates.parquet"
+UPDATES_CSV = "updates.csv"
 SUMMARY_FILE = "summary.md"
 CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 RUN_FILES = (
     CONFIG_FILE, META_FILE, ATTACKS_FILE, ROUNDS_FILE, ROUNDS_CSV, CLIENTS_FILE, CLIENTS_CSV,
-    FAILURES_CSV, SUMMARY_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE,
+    FAILURES_CSV, UPDATES_FILE, UPDATES_CSV, SUMMARY_FILE, CHECKPOINT_FILE,
+    PREVIOUS_CHECKPOINT_FILE,
 )
 META_FORMAT = 1
 

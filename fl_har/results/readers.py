@@ -11,7 +11,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from fl_har.results.layout import (
     FAILURES_CSV,
     META_FILE,
     ROUNDS_FILE,
+    UPDATES_FILE,
     ResultsError,
 )
 from fl_har.results.per_client import client_summary
@@ -35,6 +36,7 @@ from fl_har.results.schemas import (
     failures_frame,
     records,
     rounds_frame,
+    updates_frame,
 )
 
 
@@ -49,6 +51,7 @@ class RunTables:
     rounds: pd.DataFrame
     clients: pd.DataFrame
     failures: pd.DataFrame
+    updates: pd.DataFrame = field(default_factory=lambda: updates_frame([]))
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RunTables:
@@ -67,6 +70,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunTables:
         rounds=_read_rounds(run_dir, meta),
         clients=client_summary(attacks),
         failures=_read_failures(run_dir, last_round),
+        updates=_read_updates(run_dir, last_round),
     )
 
 
@@ -159,3 +163,12 @@ def _read_failures(run_dir: Path, last_round: int) -> pd.DataFrame:
     except ValueError as error:
         raise ResultsError(f"{path}: round/partition/subject must be integers ({error})") from None
     return failures_frame([r for r in rows if r["round"] <= last_round])
+
+
+def _read_updates(run_dir: Path, last_round: int) -> pd.DataFrame:
+    """The committed rows of ``updates.parquet`` (absent in runs written before it existed)."""
+    path = run_dir / UPDATES_FILE
+    if not path.exists():
+        return updates_frame([])
+    frame = _read_parquet(path, last_round, ("round", "partition", "subject", "status"))
+    return updates_frame([] if frame is None else records(frame))

@@ -38,6 +38,9 @@ CLIENT_COLUMNS = (*CLIENT_KEYS, "num_updates", "attack_errors", *METRIC_COLUMNS,
 CLIENT_DTYPES: dict[str, Any] = {"partition": "int64", "subject": "int64", "attack": str,
                                  "num_updates": "int64", "attack_errors": "int64"}
 FAILURE_COLUMNS = ("round", "partition", "subject", "node_id", "reason")
+# The updates table: these first, then any measured columns (numbers or short texts).
+UPDATE_KEYS = ("round", "partition", "subject", "status")
+UPDATE_STATUSES = ("ok", "failed")
 
 ATTACK_SCHEMA = pa.schema(
     [(name, pa.int64()) for name in ATTACK_COLUMNS[:3]]
@@ -89,6 +92,31 @@ def rounds_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             dtype="int64" if all_ints else "float64",
         )
     return pd.DataFrame(columns)
+
+
+def updates_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The updates table sorted by round and partition: the keys first, then columns in
+    first-seen order; text where every row that has the value has text ("" where a row lacks
+    it), int64 where every row has an int, else float64 (NaN where a row lacks the value)."""
+    names: list[str] = list(UPDATE_KEYS)
+    for record in records:
+        names.extend(key for key in record if key not in names)
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        present = [record[name] for record in records if name in record]
+        if present and all(isinstance(v, str) for v in present):
+            columns[name] = pd.Series([record.get(name, "") for record in records], dtype=str)
+            continue
+        values = [record.get(name, math.nan) for record in records]
+        if all(isinstance(v, int | np.integer) for v in values):
+            columns[name] = pd.Series([int(v) for v in values], dtype="int64")
+        else:
+            columns[name] = pd.Series([math.nan if isinstance(v, str) else float(v)
+                                       for v in values], dtype="float64")
+    if not records:
+        columns["status"] = pd.Series([], dtype=str)
+    frame = pd.DataFrame(columns)
+    return frame.sort_values(["round", "partition"], kind="stable", ignore_index=True)
 
 
 def failures_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -43,6 +43,8 @@ from fl_har.results.layout import (
     RUN_FILES,
     STATUS_RUNNING,
     SUMMARY_FILE,
+    UPDATES_CSV,
+    UPDATES_FILE,
     ResultsError,
 )
 from fl_har.results.per_client import client_summary
@@ -57,6 +59,7 @@ from fl_har.results.schemas import (
     parquet_bytes,
     records,
     rounds_frame,
+    updates_frame,
 )
 from fl_har.results.summary import summary_markdown
 from fl_har.results.validation import (
@@ -64,9 +67,11 @@ from fl_har.results.validation import (
     as_str,
     check_class_count,
     check_unique_clients,
+    check_unique_updates,
     validate_attack_row,
     validate_failure,
     validate_round_row,
+    validate_update_row,
 )
 
 
@@ -76,14 +81,17 @@ class RunStore:
     Layout: ``config.toml`` (resolved config, written once), ``meta.json`` (seed, versions,
     start/end time, status ``running``/``finished``/``failed``, message, ``last_finished_round``),
     ``attacks.parquet`` (round x client x attack), ``rounds.parquet`` + ``rounds.csv``,
-    ``clients.parquet`` + ``clients.csv`` (client x attack summary), ``failures.csv``,
+    ``clients.parquet`` + ``clients.csv`` (client x attack summary), ``updates.parquet`` +
+    ``updates.csv`` (round x addressed client), ``failures.csv``,
     ``summary.md`` and ``checkpoint.pt`` (``{"round": int, "state_dict": {...}}``, load with
     ``weights_only=True``; ``checkpoint.prev.pt`` is a copy of the one before it).
     """
 
     def __init__(self, run_dir: Path, config: dict[str, Any], meta: dict[str, Any],
-                 attacks: pd.DataFrame, rounds: pd.DataFrame, failures: pd.DataFrame) -> None:
+                 attacks: pd.DataFrame, rounds: pd.DataFrame, failures: pd.DataFrame,
+                 updates: pd.DataFrame) -> None:
         """Use :meth:`create` or :meth:`resume`."""
+        self._updates = updates
         self._run_dir = run_dir
         self._config = config
         self._meta = meta
@@ -131,8 +139,8 @@ class RunStore:
             "round_columns": ["round"],
         }
         store = cls(run_dir, tomllib.loads(config_text), meta, attack_frame([]),
-                    rounds_frame([]), failures_frame([]))
-        store._write_tables(store._attacks, store._rounds, store._failures, meta)
+                    rounds_frame([]), failures_frame([]), updates_frame([]))
+        store._write_tables(store._attacks, store._rounds, store._failures, store._updates, meta)
         store._write_meta(meta)
         return store
 
@@ -160,8 +168,9 @@ class RunStore:
         meta.update(status=STATUS_RUNNING, message="", ended_at=None,
                     resumed_at=[*meta.get("resumed_at", []), now()],
                     round_columns=list(tables.rounds.columns))
-        store = cls(run_dir, tables.config, meta, tables.attacks, tables.rounds, tables.failures)
-        store._write_tables(tables.attacks, tables.rounds, tables.failures, meta)
+        store = cls(run_dir, tables.config, meta, tables.attacks, tables.rounds, tables.failures,
+                    tables.updates)
+        store._write_tables(tables.attacks, tables.rounds, tables.failures, tables.updates, meta)
         store._write_meta(meta)
         return store
 
@@ -203,6 +212,9 @@ class RunStore:
     def client_table(self) -> pd.DataFrame:
         return client_summary(self._attacks)
 
+    def update_table(self) -> pd.DataFrame:
+        return self._updates.copy()
+
     def failure_table(self) -> pd.DataFrame:
         return self._failures.copy()
 
@@ -226,8 +238,11 @@ class RunStore:
 
     def record_round(self, round: int, attack_rows: list[dict[str, Any]],
                      round_row: dict[str, Any], failures: list[dict[str, Any]],
-                     model_state: dict[str, torch.Tensor] | None) -> None:
+                     model_state: dict[str, torch.Tensor] | None,
+                     update_rows: list[dict[str, Any]] | None = None) -> None:
         """Commit one finished round: append its rows and rewrite every file atomically.
+
+        ``update_rows``: one row per client addressed this round (see ``updates.parquet``).
 
         Order: checkpoint, tables, summary, ``meta.json`` (the commit). Everything is validated
         before the first write; in-memory state changes only after the commit, so a failed call
@@ -249,9 +264,13 @@ class RunStore:
         check_class_count(self._attacks, new_attacks)
         new_failures = [validate_failure(row, f"failures[{i}]", round_number)
                         for i, row in enumerate(failures)]
+        new_updates = [validate_update_row(row, f"update_rows[{i}]", round_number)
+                       for i, row in enumerate(update_rows or [])]
+        check_unique_updates(new_updates)
         attacks = attack_frame(records(self._attacks) + new_attacks)
         rounds = rounds_frame(records(self._rounds) + [validate_round_row(round_row, round_number)])
         failure_table = failures_frame(records(self._failures) + new_failures)
+        update_table = updates_frame(records(self._updates) + new_updates)
         checkpoint = None if model_state is None else checkpoint_bytes(round_number, model_state)
 
         meta = {**self._meta, "last_finished_round": round_number,
@@ -260,10 +279,10 @@ class RunStore:
         discard_uncommitted_checkpoints(self._run_dir, self.last_finished_round)
         if checkpoint is not None:
             self._write_checkpoint(checkpoint)
-        self._write_tables(attacks, rounds, failure_table, meta)
+        self._write_tables(attacks, rounds, failure_table, update_table, meta)
         self._write_meta(meta)
-        self._meta, self._attacks, self._rounds, self._failures = (
-            meta, attacks, rounds, failure_table)
+        self._meta, self._attacks, self._rounds, self._failures, self._updates = (
+            meta, attacks, rounds, failure_table, update_table)
 
     def finish(self, status: str, message: str = "") -> None:
         """Mark the run ``finished`` or ``failed`` (with a message) and refresh ``summary.md``."""
@@ -286,7 +305,8 @@ class RunStore:
         write_bytes_atomic(current, data)
 
     def _write_tables(self, attacks: pd.DataFrame, rounds: pd.DataFrame,
-                      failures: pd.DataFrame, meta: dict[str, Any]) -> None:
+                      failures: pd.DataFrame, updates: pd.DataFrame,
+                      meta: dict[str, Any]) -> None:
         clients = client_summary(attacks)
         write_bytes_atomic(self._run_dir / ATTACKS_FILE, parquet_bytes(attacks, ATTACK_SCHEMA))
         write_bytes_atomic(self._run_dir / ROUNDS_FILE, parquet_bytes(rounds))
@@ -294,6 +314,8 @@ class RunStore:
         write_bytes_atomic(self._run_dir / CLIENTS_FILE, parquet_bytes(clients, CLIENT_SCHEMA))
         write_bytes_atomic(self._run_dir / CLIENTS_CSV, csv_bytes(clients))
         write_bytes_atomic(self._run_dir / FAILURES_CSV, csv_bytes(failures))
+        write_bytes_atomic(self._run_dir / UPDATES_FILE, parquet_bytes(updates))
+        write_bytes_atomic(self._run_dir / UPDATES_CSV, csv_bytes(updates))
         self._write_summary(attacks, rounds, failures, meta, clients)
 
     def _write_summary(self, attacks: pd.DataFrame, rounds: pd.DataFrame,

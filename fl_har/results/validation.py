@@ -22,6 +22,8 @@ from fl_har.results.schemas import (
     ATTACK_STR_COLUMNS,
     COUNT_COLUMNS,
     FAILURE_COLUMNS,
+    UPDATE_KEYS,
+    UPDATE_STATUSES,
 )
 
 # Failure keys the server may omit, with the value stored instead (-1 / "" = unknown).
@@ -127,6 +129,47 @@ def validate_round_row(row: Mapping[str, Any], round_number: int) -> dict[str, i
         else:
             clean[key] = _as_float(value, where)
     return clean
+
+
+def validate_update_row(row: Mapping[str, Any], where: str, round_number: int) -> dict[str, Any]:
+    """One row of the updates table: the keys, then measured values (bool -> 0/1, None -> NaN,
+    numbers, or texts such as an aggregator's decision)."""
+    if not isinstance(row, Mapping):
+        raise ResultsError(f"{where} = {row!r}: expected a dict")
+    missing = [key for key in UPDATE_KEYS if key not in row]
+    if missing:
+        raise ResultsError(f"{where} lacks key(s) {missing}; expected at least {list(UPDATE_KEYS)}")
+    clean: dict[str, Any] = {
+        "round": as_int(row["round"], f"{where}['round']"),
+        "partition": as_int(row["partition"], f"{where}['partition']"),
+        "subject": as_int(row["subject"], f"{where}['subject']"),
+        "status": as_str(row["status"], f"{where}['status']"),
+    }
+    if clean["round"] != round_number:
+        raise ResultsError(f"{where}['round'] = {clean['round']}: expected {round_number}")
+    if clean["status"] not in UPDATE_STATUSES:
+        raise ResultsError(f"{where}['status'] = {clean['status']!r}: expected one of "
+                           f"{UPDATE_STATUSES}")
+    for key, value in row.items():
+        if key in UPDATE_KEYS:
+            continue
+        if not isinstance(key, str) or not key:
+            raise ResultsError(f"{where} key {key!r}: expected a non-empty string")
+        if isinstance(value, bool | np.bool_ | int | np.integer):
+            clean[key] = int(value)
+        elif isinstance(value, str):
+            clean[key] = value
+        else:
+            clean[key] = _as_float(value, f"{where}[{key!r}]")
+    return clean
+
+
+def check_unique_updates(rows: Sequence[Mapping[str, Any]]) -> None:
+    """One updates row per partition in a round."""
+    partitions = [row["partition"] for row in rows]
+    repeated = sorted({p for p in partitions if partitions.count(p) > 1})
+    if repeated:
+        raise ResultsError(f"update_rows: partition(s) {repeated} appear twice in one round")
 
 
 def validate_failure(row: Mapping[str, Any], where: str, round_number: int) -> dict[str, Any]:
