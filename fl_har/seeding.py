@@ -10,6 +10,7 @@ STREAM_DROPOUT = 1
 STREAM_NOISE = 2
 STREAM_MODEL_INIT = 3
 STREAM_ATTACK = 4
+STREAM_DP_SAMPLING = 5  # Poisson sampling of DP-SGD steps (fl_har.privacy)
 
 
 def derive_seed(seed: int, *keys: int) -> int:
