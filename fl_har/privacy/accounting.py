@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -228,8 +229,11 @@ def noise_multiplier_for_epsilon(
         raise PrivacyConfigError(f"epsilon_tolerance={epsilon_tolerance!r} must be > 0")
     kwargs = {"eps_error": PRV_EPS_ERROR} if accountant == "prv" else {}
     try:
-        return float(
-            get_noise_multiplier(
+        with warnings.catch_warnings():
+            # Small probe sigmas make the RDP conversion warn that its best order is the largest;
+            # that concerns the probes, not the sigma returned.
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            sigma = get_noise_multiplier(
                 target_epsilon=target,
                 target_delta=float(delta),
                 sample_rate=float(sample_rate),
@@ -238,12 +242,12 @@ def noise_multiplier_for_epsilon(
                 epsilon_tolerance=tolerance,
                 **kwargs,
             )
-        )
-    except ValueError as exc:  # Opacus: "The privacy budget is too low." (sigma would pass 2000)
+    except ValueError as exc:  # Opacus: "The privacy budget is too low." (sigma past its cap)
         raise PrivacyConfigError(
             f"dp_epsilon={target_epsilon!r} at dp_delta={delta!r} is out of reach for {steps} steps "
             f"at sample rate {sample_rate!r}: {exc}"
         ) from exc
+    return float(sigma)
 
 
 @dataclass(frozen=True)

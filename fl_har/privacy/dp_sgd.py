@@ -56,7 +56,7 @@ from fl_har.privacy.accounting import (
     epsilon_spent,
 )
 from fl_har.privacy.errors import PrivacyConfigError
-from fl_har.privacy.opacus_model import copy_weights_back, private_copy
+from fl_har.privacy.opacus_model import copy_weights_back, private_copy, set_training_mode
 from fl_har.seeding import STREAM_DP_SAMPLING, STREAM_DROPOUT, STREAM_NOISE, derive_seed
 from fl_har.training import LocalUpdate
 
@@ -177,7 +177,9 @@ class PrivateLocalUpdate(LocalUpdate):
     privacy: PrivacySpent
 
 
-def poisson_batches(num_windows: int, sample_rate: float, steps: int, seed: int) -> list[np.ndarray]:
+def poisson_batches(
+    num_windows: int, sample_rate: float, steps: int, seed: int
+) -> list[np.ndarray]:
     """The S Poisson batches (sorted int64 indices) DP-SGD draws for ``seed``; may be empty."""
     generator = torch.Generator().manual_seed(derive_seed(seed, STREAM_DP_SAMPLING))
     sampler = UniformWithReplacementSampler(
@@ -277,26 +279,26 @@ def dp_local_update(
     check_delta(config.delta, pool)
     record = MechanismRecord(config.noise_multiplier, config.sample_rate(pool), config.local_steps)
 
-    private = private_copy(model)
-    private.train(config.train_mode)
-    wrapped = GradSampleModule(
-        private,
-        batch_first=True,
-        loss_reduction="sum",  # per-example gradients of the per-example losses, unscaled
-        force_functorch=config.grad_sample_mode == "functorch",
-    )
-    params = [p for p in wrapped.parameters() if p.requires_grad]
-    sgd = torch.optim.SGD(params, lr=config.lr, momentum=0.0, dampening=0.0, weight_decay=0.0)
-    optimizer = DPOptimizer(
-        sgd,
-        noise_multiplier=config.noise_multiplier,
-        max_grad_norm=config.clip,
-        expected_batch_size=config.step_batch_size,
-        loss_reduction="mean",  # divide the noisy sum by expected_batch_size
-        generator=torch.Generator().manual_seed(derive_seed(seed, STREAM_NOISE)),
-    )
     loss_sum, weight_sum = 0.0, 0.0
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # DPLSTM's constructor draws from the global RNG
+        private = private_copy(model)
+        set_training_mode(private, dropout=config.train_mode)
+        wrapped = GradSampleModule(
+            private,
+            batch_first=True,
+            loss_reduction="sum",  # per-example gradients of the per-example losses, unscaled
+            force_functorch=config.grad_sample_mode == "functorch",
+        )
+        params = [p for p in wrapped.parameters() if p.requires_grad]
+        sgd = torch.optim.SGD(params, lr=config.lr, momentum=0.0, dampening=0.0, weight_decay=0.0)
+        optimizer = DPOptimizer(
+            sgd,
+            noise_multiplier=config.noise_multiplier,
+            max_grad_norm=config.clip,
+            expected_batch_size=config.step_batch_size,
+            loss_reduction="mean",  # divide the noisy sum by expected_batch_size
+            generator=torch.Generator().manual_seed(derive_seed(seed, STREAM_NOISE)),
+        )
         torch.manual_seed(derive_seed(seed, STREAM_DROPOUT))
         for step, indices in enumerate(batches, start=1):
             optimizer.zero_grad(set_to_none=True)
@@ -336,4 +338,3 @@ def dp_local_update(
         seconds=time.perf_counter() - start,
         privacy=privacy,
     )
-

@@ -97,12 +97,26 @@ def private_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
+def set_training_mode(model: nn.Module, dropout: bool) -> None:
+    """Put ``model`` in train mode for Opacus, with dropout active only if ``dropout``.
+
+    Opacus records activations only for modules in training mode, so a plain ``model.eval()``
+    would leave no per-example gradients. Instead every module holding trainable parameters stays
+    in training mode (their forward does not depend on it here: BatchNorm is rejected by
+    :func:`private_copy`) and, when ``dropout`` is False, every parameter-free module (Dropout,
+    DPLSTM's inter-layer dropout, containers) is put in eval mode.
+    """
+    model.train()
+    if dropout:
+        return
+    for module in model.modules():
+        if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            module.training = False  # this module only: .eval() would recurse into children
+
+
 def strip_wrapper_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """State dict of a ``GradSampleModule`` with the ``_module.`` prefix removed from every key."""
-    return {
-        key.removeprefix(WRAPPER_PREFIX): value
-        for key, value in state.items()
-    }
+    return {key.removeprefix(WRAPPER_PREFIX): value for key, value in state.items()}
 
 
 def copy_weights_back(target: nn.Module, trained: nn.Module) -> None:
