@@ -427,6 +427,15 @@ def test_deepconvlstm_round_trip_keeps_the_global_keys():
     assert all(torch.isfinite(v).all() for v in update.state_dict.values())
 
 
+def test_a_parameter_the_forward_pass_never_uses_is_named():
+    model = TinyLinear()
+    model.unused = nn.Linear(2, 2)
+    x, y = data(n=4)
+    config = DPSGDConfig(lr=0.1, batch_size=4, clip=1.0, noise_multiplier=1.0)
+    with pytest.raises(UnsupportedModelError, match=r"unused\.weight"):
+        dp_local_update(model, x, y, config, num_classes=CLASSES, seed=0)
+
+
 def test_a_model_with_batchnorm_is_rejected_naming_the_module():
     model = build_model("tinyhar", 3, 13, 50, seed=0)
     with pytest.raises(UnsupportedModelError, match=r"conv_blocks\.0\.2 \(BatchNorm2d\)"):

@@ -55,7 +55,7 @@ from fl_har.privacy.accounting import (
     check_noise_multiplier,
     epsilon_spent,
 )
-from fl_har.privacy.errors import PrivacyConfigError
+from fl_har.privacy.errors import PrivacyConfigError, UnsupportedModelError
 from fl_har.privacy.opacus_model import copy_weights_back, private_copy, set_training_mode
 from fl_har.seeding import STREAM_DP_SAMPLING, STREAM_DROPOUT, STREAM_NOISE, derive_seed
 from fl_har.training import LocalUpdate
@@ -188,6 +188,20 @@ def poisson_batches(
     return [np.asarray(indices, dtype=np.int64) for indices in sampler]
 
 
+def _check_every_parameter_sampled(wrapped: GradSampleModule, step: int) -> None:
+    # Opacus' optimiser would fail with "Per sample gradient is not initialized" without a name.
+    unused = [
+        name.removeprefix("_module.")
+        for name, p in wrapped.named_parameters()
+        if p.requires_grad and getattr(p, "grad_sample", None) is None
+    ]
+    if unused:
+        raise UnsupportedModelError(
+            f"trainable parameters without a per-example gradient at local step {step} (not "
+            f"used by the forward pass; freeze them with requires_grad=False): {unused}"
+        )
+
+
 def _check_inputs(
     inputs: torch.Tensor, targets: torch.Tensor, num_classes: int, class_weights
 ) -> torch.Tensor | None:
@@ -315,6 +329,7 @@ def dp_local_update(
                 # The first layer's input needs no gradient; Opacus' hooks do not need it either.
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
                 per_example.sum().backward()
+            _check_every_parameter_sampled(wrapped, step)
             optimizer.step()
             loss_sum += float(per_example.detach().sum())
             weight_sum += float(example_weights.sum())
