@@ -56,7 +56,12 @@ from fl_har.privacy.accounting import (
     epsilon_spent,
 )
 from fl_har.privacy.errors import PrivacyConfigError, UnsupportedModelError
-from fl_har.privacy.opacus_model import copy_weights_back, private_copy, set_training_mode
+from fl_har.privacy.opacus_model import (
+    WRAPPER_PREFIX,
+    copy_weights_back,
+    private_copy,
+    set_training_mode,
+)
 from fl_har.seeding import STREAM_DP_SAMPLING, STREAM_DROPOUT, STREAM_NOISE, derive_seed
 from fl_har.training import LocalUpdate
 
@@ -191,7 +196,7 @@ def poisson_batches(
 def _check_every_parameter_sampled(wrapped: GradSampleModule, step: int) -> None:
     # Opacus' optimiser would fail with "Per sample gradient is not initialized" without a name.
     unused = [
-        name.removeprefix("_module.")
+        name.removeprefix(WRAPPER_PREFIX)
         for name, p in wrapped.named_parameters()
         if p.requires_grad and getattr(p, "grad_sample", None) is None
     ]
