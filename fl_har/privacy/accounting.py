@@ -40,7 +40,7 @@ PRV_EPS_ERROR = 0.01
 
 
 def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise PrivacyConfigError(f"{name} must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number):
@@ -81,9 +81,9 @@ def check_sample_rate(sample_rate: object) -> float:
 
 
 def check_steps(steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise PrivacyConfigError(f"steps={steps!r} must be an integer >= 1")
-    return steps
+    return int(steps)
 
 
 def check_delta(delta: object, client_windows: int | None = None) -> float:
@@ -92,7 +92,7 @@ def check_delta(delta: object, client_windows: int | None = None) -> float:
     if not 0 < value < 1:
         raise PrivacyConfigError(f"dp_delta={delta!r} must be in (0, 1)")
     if client_windows is not None:
-        if isinstance(client_windows, bool) or not isinstance(client_windows, int):
+        if isinstance(client_windows, bool) or not isinstance(client_windows, int | np.integer):
             raise PrivacyConfigError(f"client_windows={client_windows!r} must be an integer")
         if client_windows < 1:
             raise PrivacyConfigError(f"client_windows={client_windows!r} must be >= 1")
