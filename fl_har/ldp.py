@@ -1,11 +1,15 @@
-"""Local perturbation of a client's gradients: clipping and Gaussian noise, as Bock et al. ran it.
+"""Local perturbation of a client's gradients (LDP in the paper; not differential privacy, no
+epsilon): batch-gradient clipping and Gaussian noise, as Bock et al. ran it.
 
-These are the two local defences studied in the paper (Sec. 3.3): before every local step the
-client scales the gradient of the protected parameters to an L2 norm of at most ``rho`` and adds
-zero-mean Gaussian noise of standard deviation ``sigma`` to every element. It is applied to the
-batch gradient (not per example), with an absolute ``sigma`` (not ``sigma * rho``), so it is a *local
-perturbation*, not a differential-privacy guarantee: no privacy budget is accounted. For DP-SGD
-with per-example clipping and an accountant, use Opacus; that is a different mechanism.
+These are the two local defences studied in the paper (Sec. 3.3, there called "local differential
+privacy", LDP): before every local step the client scales the gradient of the protected
+parameters to an L2 norm of at most ``rho`` and adds zero-mean Gaussian noise of standard
+deviation ``sigma`` to every element. It is applied to the *batch* gradient (not per example), with
+an absolute ``sigma`` (not ``sigma * rho``), so no single window's influence is bounded and no
+privacy budget (epsilon, delta) exists: it is a local perturbation, not a differential-privacy
+guarantee. The names ``LDPConfig`` and the ``ldp_*`` config keys keep the paper's term. For
+differential privacy (per-example clipping, calibrated noise, an accountant) use
+:mod:`fl_har.privacy` (DP-SGD with Opacus), a different mechanism.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ CLIP_EPS = 1e-6
 
 @dataclass(frozen=True)
 class LDPConfig:
-    """``clip`` = rho (0 = off), ``noise`` = sigma (0 = off), ``scope`` = which parameters."""
+    """Local perturbation settings (the paper's "LDP"; no epsilon): ``clip`` = rho (0 = off),
+    ``noise`` = sigma, an absolute std (0 = off), ``scope`` = which parameters."""
 
     clip: float = 0.0
     noise: float = 0.0

@@ -30,6 +30,8 @@ class Stream(IntEnum):
     COHORT = 12  # which clients train in a round (key: round)
     ADVERSARY = 13  # malicious clients: choice of attackers, poisoned windows, triggers
     FAULTS = 14  # injected faults: dropouts, stragglers, crashes (keys: round, partition)
+    DP_SAMPLING = 15  # Poisson sampling of DP-SGD steps (fl_har.privacy)
+    DIVERSE = 16  # diverse batches: which windows are swapped in (keys: subject, round)
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:
