@@ -6,7 +6,9 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
 - ``[run]``: ``name``, ``seed`` (one seed fixes data order, model init, sampling, noise and
   aggregation order), ``rounds``, ``regime`` (``frozen``: the paper's protocol, the global model is
   never updated so every round attacks a fresh batch under the same model; ``train``: real FedAvg),
-  ``allow_client_failures``, ``out`` (parent folder of run directories).
+  ``allow_client_failures``, ``out`` (parent folder of run directories), ``clients_per_round``
+  (0 = every client every round) or ``client_fraction`` (share of the clients per round): the
+  cohort of each round is drawn from the run seed and recorded in ``updates.parquet``.
 - ``[data]``: ``dataset``, ``root`` (folder for WEAR/Wetlab files), ``channels`` (HAPT: ``acc`` or
   ``acc+gyro``), ``window``, ``overlap``, ``normalization`` (``none`` / ``standardize`` /
   ``minmax_batch``), ``clients`` (``"all"`` or subject ids), ``server_subjects`` (held by the server:
@@ -14,9 +16,14 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``eval_subjects`` (held out for the server's per-round evaluation).
 - ``[model]``: ``name``, ``init`` (``untrained`` or a checkpoint path from ``fl-har pretrain``),
   ``head_bias``.
-- ``[client]``: ``batch_size`` (N windows per round), ``local_steps`` (S; 1 = FedSGD), ``lr`` (eta),
+- ``[client]``: ``batch_size`` (N windows per round), ``local_steps`` (S; 1 = FedSGD),
+  ``local_epochs`` (0 = the paper's protocol: one batch of N windows per round in S steps; E >= 1
+  = realistic FedAvg: E passes over all the client's windows in shuffled mini-batches of
+  ``batch_size``, the last partial batch of each pass dropped), ``lr`` (eta),
   ``sampler``, ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as in
   the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
+- ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
+  update; 1 = plain FedAvg).
 - ``[attacks]``: ``names`` and attack options.
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
 
@@ -28,6 +35,7 @@ between the nested form and Flower's dotted keys (``client.batch_size``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -59,6 +67,15 @@ class RunConfig:
     regime: str = "frozen"
     allow_client_failures: bool = False
     out: str = "results"
+    clients_per_round: int = 0
+    client_fraction: float = 1.0
+
+
+    def cohort_size(self, num_clients: int) -> int:
+        """Clients addressed per round out of ``num_clients``."""
+        if self.clients_per_round:
+            return min(self.clients_per_round, num_clients)
+        return max(1, round(self.client_fraction * num_clients))
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class ModelConfig:
 class ClientConfig:
     batch_size: int = 100
     local_steps: int = 1
+    local_epochs: int = 0
     lr: float = 0.01
     sampler: str = "shuffle"
     loss: str = "unweighted"
@@ -97,8 +115,21 @@ class ClientConfig:
 
     @property
     def step_batch_size(self) -> int:
-        """B = N / S windows per local step."""
+        """B: windows per local step (N / S, or the mini-batch size with local epochs)."""
+        if self.local_epochs:
+            return self.batch_size
         return self.batch_size // self.local_steps
+
+    def steps_for(self, num_examples: int) -> int:
+        """S, the local steps behind an update of ``num_examples`` windows (the server knows B)."""
+        if self.local_epochs:
+            return max(1, num_examples // self.batch_size)
+        return self.local_steps
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    lr: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +157,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
@@ -151,6 +183,7 @@ _SECTION_TYPES: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "client": ClientConfig,
+    "server": ServerConfig,
     "attacks": AttacksConfig,
     "simulation": SimulationConfig,
 }
@@ -216,14 +249,19 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if isinstance(default, float):
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
@@ -281,6 +319,21 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
     _choice(run.regime, REGIMES, f"{source}: run.regime")
     if run.rounds < 1:
         raise ConfigError(f"{source}: run.rounds must be >= 1, got {run.rounds}")
+    if run.seed < 0:
+        raise ConfigError(f"{source}: run.seed must be an integer >= 0, got {run.seed}")
+    if run.clients_per_round < 0:
+        raise ConfigError(
+            f"{source}: run.clients_per_round must be >= 0 (0 = every client), "
+            f"got {run.clients_per_round}"
+        )
+    if not 0.0 < run.client_fraction <= 1.0:
+        raise ConfigError(
+            f"{source}: run.client_fraction must be in (0, 1], got {run.client_fraction}"
+        )
+    if run.clients_per_round and run.client_fraction < 1.0:
+        raise ConfigError(
+            f"{source}: set run.clients_per_round or run.client_fraction, not both"
+        )
     if not run.name or "/" in run.name or run.name in (".", ".."):
         raise ConfigError(f"{source}: run.name {run.name!r} must be a plain folder name")
     _choice(data.dataset, available_datasets(), f"{source}: data.dataset")
@@ -314,6 +367,22 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: client.batch_size must be >= 1, got {client.batch_size}")
     if client.local_steps < 1:
         raise ConfigError(f"{source}: client.local_steps must be >= 1, got {client.local_steps}")
+    if client.local_epochs < 0:
+        raise ConfigError(
+            f"{source}: client.local_epochs must be >= 0 (0 = one batch per round), "
+            f"got {client.local_epochs}"
+        )
+    if client.local_epochs and client.local_steps != 1:
+        raise ConfigError(
+            f"{source}: client.local_steps applies to the paper's one-batch rounds; with "
+            f"client.local_epochs = {client.local_epochs} a client takes one step per "
+            "mini-batch of client.batch_size windows (leave local_steps at 1)"
+        )
+    if client.local_epochs and client.sampler not in ("shuffle", "sequential"):
+        raise ConfigError(
+            f"{source}: client.sampler {client.sampler!r} cannot order local epochs; with "
+            "client.local_epochs use shuffle (a new order every epoch) or sequential"
+        )
     if client.batch_size % client.local_steps:
         raise ConfigError(
             f"{source}: client.batch_size ({client.batch_size}) must be divisible by "
@@ -333,6 +402,18 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
     _choice(config.attacks.dummy_kind, DUMMY_KINDS, f"{source}: attacks.dummy_kind")
     if config.attacks.calibration_repeats < 1:
         raise ConfigError(f"{source}: attacks.calibration_repeats must be >= 1")
+    if not config.server.lr > 0:
+        raise ConfigError(f"{source}: server.lr must be > 0, got {config.server.lr}")
+    if config.server.lr != 1.0 and run.regime == "frozen":
+        raise ConfigError(
+            f"{source}: server.lr = {config.server.lr} has no effect in the frozen regime (the "
+            "global model is never updated); use run.regime = \"train\""
+        )
+    if not config.simulation.timeout > 0:
+        raise ConfigError(
+            f"{source}: simulation.timeout must be > 0 seconds (a client that has not replied "
+            f"by then is a recorded failure), got {config.simulation.timeout}"
+        )
     if config.simulation.cpus_per_client <= 0:
         raise ConfigError(f"{source}: simulation.cpus_per_client must be > 0")
 

@@ -35,6 +35,12 @@ class EvalResult:
     num_windows: int
     confusion: np.ndarray  # [C, C] int64, rows = true class, columns = predicted class
 
+    @property
+    def macro_f1_no_null(self) -> float:
+        """Macro-F1 over the activity classes only (NULL = class 0 left out of the average;
+        windows predicted as NULL still count as misses of their activity)."""
+        return macro_f1_from_confusion(self.confusion, skip_null=True)
+
 
 def _as_label_vector(values: np.ndarray, name: str, num_classes: int) -> np.ndarray:
     array = np.asarray(values)
@@ -58,12 +64,15 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def macro_f1_from_confusion(confusion: np.ndarray) -> float:
-    """Mean F1 over the classes that occur as a true label or as a prediction (module docstring)."""
+def macro_f1_from_confusion(confusion: np.ndarray, *, skip_null: bool = False) -> float:
+    """Mean F1 over the classes that occur as a true label or as a prediction (module docstring);
+    ``skip_null`` leaves class 0 out of the mean."""
     true_positives = np.diag(confusion).astype(np.float64)
     predicted = confusion.sum(axis=0)  # TP + FP per class
     actual = confusion.sum(axis=1)  # TP + FN per class
     present = (predicted + actual) > 0
+    if skip_null:
+        present[0] = False
     if not present.any():
         return 0.0
     # 2TP + FP + FN = predicted + actual, which is > 0 for every present class.

@@ -8,7 +8,7 @@ many participants and rounds but decodes the data once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -19,7 +19,7 @@ from fl_har.data import HARDataset, Normalizer, Windows, fit_normalizer, load_da
 from fl_har.data import subject_windows as _subject_windows
 from fl_har.ldp import LDPConfig
 from fl_har.models import HARModel, build_model
-from fl_har.seeding import Stream, derive_seed
+from fl_har.seeding import Stream, derive_seed, stream_rng
 from fl_har.training import LocalTrainingConfig, LocalUpdate, local_update
 
 
@@ -181,6 +181,11 @@ class Participant:
         self.windows = windows_for(config, subject)
         self.normalizer = normalizer_for(config, (subject,))
         client = config.client
+        if client.local_epochs and len(self.windows.y) < client.batch_size:
+            raise ConfigError(
+                f"subject {subject}: {len(self.windows.y)} windows, fewer than one mini-batch "
+                f"of client.batch_size = {client.batch_size}"
+            )
         self.sampler = make_sampler(
             client.sampler,
             self.windows.y,
@@ -202,21 +207,47 @@ class Participant:
         self._model: HARModel | None = None
 
     def batch(self, server_round: int) -> tuple[np.ndarray, np.ndarray]:
-        """This round's N windows (normalised) and their labels."""
-        index = self.sampler.batch(server_round)
+        """This round's training windows (normalised) and their labels, in step order.
+
+        The paper's protocol: the sampler's N windows. With ``client.local_epochs = E``: E passes
+        over all the client's windows, each in its own order (``shuffle``: a permutation drawn
+        per subject, round and epoch; ``sequential``: recording order), cut into mini-batches of
+        ``batch_size`` with each pass's last partial batch dropped -- so every local step has the
+        same B windows and the server's pseudo-gradient stays exact.
+        """
+        client = self.config.client
+        if not client.local_epochs:
+            index = self.sampler.batch(server_round)
+        else:
+            count = len(self.windows.y)
+            usable = count - count % client.batch_size
+            orders = []
+            for epoch in range(client.local_epochs):
+                if client.sampler == "shuffle":
+                    generator = stream_rng(self.config.run.seed, Stream.LOCAL_EPOCHS,
+                                           self.subject, server_round, epoch)
+                    order = generator.permutation(count)
+                else:
+                    order = np.arange(count)
+                orders.append(order[:usable])
+            index = np.concatenate(orders)
         return self.normalizer(self.windows.x[index]), self.windows.y[index]
 
     def train_round(self, global_state: dict[str, torch.Tensor], server_round: int) -> LocalUpdate:
-        """Load the global weights, train S local steps on this round's batch, return the update."""
+        """Load the global weights, train S local steps on this round's windows, return the
+        update (S = ``local_steps``, or one step per mini-batch with local epochs)."""
         if self._model is None:
             self._model = empty_model(self.config, self.num_channels, self.num_classes)
         self._model.load_state_dict(global_state)
         x, y = self.batch(server_round)
+        training = self.training
+        if self.config.client.local_epochs:
+            training = replace(training, local_steps=len(y) // self.config.client.batch_size)
         return local_update(
             self._model,
             x,
             y,
-            self.training,
+            training,
             num_classes=self.num_classes,
             seed=derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round),
             class_weights=self.class_weights,

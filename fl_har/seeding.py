@@ -32,6 +32,7 @@ class Stream(IntEnum):
     FAULTS = 14  # injected faults: dropouts, stragglers, crashes (keys: round, partition)
     DP_SAMPLING = 15  # Poisson sampling of DP-SGD steps (fl_har.privacy)
     DIVERSE = 16  # diverse batches: which windows are swapped in (keys: subject, round)
+    LOCAL_EPOCHS = 17  # a client's window order in each local epoch (keys: subject, round, epoch)
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

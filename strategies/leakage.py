@@ -60,7 +60,7 @@ def score_rows(
     server_round: int,
     partition: int,
     subject: int,
-    config: ExperimentConfig,
+    local_steps: int,
 ) -> list[dict]:
     """One results row per attack: predictions next to the truth and every leakage metric."""
     true_counts = np.asarray(true_counts, dtype=np.int64)
@@ -72,7 +72,7 @@ def score_rows(
             "subject": subject,
             "attack": outcome.attack,
             "num_samples": int(true_counts.sum()),
-            "local_steps": config.client.local_steps,
+            "local_steps": local_steps,
             "true_counts": [int(c) for c in true_counts],
             "attack_seconds": outcome.seconds,
             "error": outcome.error,
@@ -127,10 +127,12 @@ class LeakageObserver:
         if self._round is None:
             raise RuntimeError("observe() before begin_round()")
         client = self.config.client
-        # The attacker's path: weights, N, S and lr only -- the truth is not passed on.
+        # The attacker's path: weights, N, S and lr only -- the truth is not passed on. The
+        # server set B (and lr), so N reveals S.
+        local_steps = client.steps_for(num_examples)
         update = attacks.last_layer_update(
             self._sent, returned_state, num_samples=num_examples, lr=client.lr,
-            local_steps=client.local_steps, head_prefix=HEAD_NAME,
+            local_steps=local_steps, head_prefix=HEAD_NAME,
         )
         if self._context is None:
             self._context = self.context_factory(self._round, self._sent)
@@ -138,5 +140,5 @@ class LeakageObserver:
         # The scoring path: compare with the histogram the simulation reports.
         return score_rows(
             outcomes, true_counts, server_round=self._round, partition=partition,
-            subject=subject, config=self.config,
+            subject=subject, local_steps=local_steps,
         )

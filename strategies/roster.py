@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from flwr.app import Message, MessageType, RecordDict
@@ -20,6 +20,7 @@ from flwr.serverapp import Grid
 import protocol
 from fl_har.config import ExperimentConfig
 from fl_har.federation import FederationPlan, federation_plan
+from fl_har.seeding import Stream, stream_rng
 
 logger = logging.getLogger("fl_har")
 
@@ -112,3 +113,21 @@ def client_roster(
         ClientSlot(partitions[plan.partition(s)], plan.partition(s), s) for s in plan.clients
     )
     return config, plan, roster
+
+
+def seeded_cohort(
+    roster: Roster, size: int, seed: int, run_round_of: Callable[[int], int]
+) -> Callable[[int], list[ClientSlot]]:
+    """Each round's cohort: ``size`` participants drawn without replacement from stream
+    ``(COHORT, run round)`` of the run seed, in partition order. Depends on the round alone, so a
+    resumed run draws the same cohorts."""
+    slots = list(roster)
+    if not 1 <= size <= len(slots):
+        raise ValueError(f"cohort size {size}: expected 1..{len(slots)} participants")
+
+    def cohort(server_round: int) -> list[ClientSlot]:
+        generator = stream_rng(seed, Stream.COHORT, run_round_of(server_round))
+        picks = generator.choice(len(slots), size=size, replace=False)
+        return [slots[i] for i in sorted(picks)]
+
+    return cohort

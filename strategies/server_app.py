@@ -38,7 +38,7 @@ from strategies.aggregators import build_aggregator
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
-from strategies.roster import client_roster
+from strategies.roster import client_roster, seeded_cohort
 
 logger = logging.getLogger("fl_har")
 
@@ -133,6 +133,7 @@ class RoundWriter:
             result = evaluate_model(self.eval_model, self.eval_x, self.eval_y)
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
+            round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
         round_row["round_seconds"] = time.perf_counter() - self._round_start
         self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state,
                                 update_rows=record.update_rows)
@@ -166,12 +167,15 @@ def run_server(
         if remaining <= 0:
             return _finish(store, config, store.resumed_failures)
         recorder = RoundRecorder(round_offset=done)
+        size = config.run.cohort_size(len(roster))
         strategy = CuriousStrategy(
             build_aggregator(config),
             roster=roster,
             observer=LeakageObserver(config, make_context_factory(config, plan)),
             recorder=recorder,
             frozen=config.run.regime == "frozen",
+            cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
+                    if size < len(roster) else None),
         )
         writer = RoundWriter(config, plan, store, recorder, progress)
         train_config = ConfigRecord(to_flat(config))

@@ -174,3 +174,11 @@ def test_evaluate_model_rejects_malformed_windows() -> None:
         evaluate_model(model, x, y[:4])
     with pytest.raises(EvaluationInputError, match="no windows"):
         evaluate_model(model, x[:0], y[:0])
+
+
+def test_macro_f1_without_null_averages_the_activities_only():
+    # true:  0 0 1 1 2 2 ; predicted: 0 1 1 0 2 2
+    result = classification_metrics(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 0, 2, 2]), 3)
+    # F1: NULL 2*1/(2+2) = 0.5, class 1 2*1/(2+2) = 0.5, class 2 1.0
+    assert result.macro_f1 == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert result.macro_f1_no_null == pytest.approx((0.5 + 1.0) / 2)

@@ -549,3 +549,20 @@ def test_bad_update_rows_are_refused(tmp_path, row, message):
     with pytest.raises(ResultsError, match="twice"):
         ok = {"round": 1, "partition": 0, "subject": 1, "status": "ok"}
         store.record_round(1, [], {"round": 1}, [], None, update_rows=[ok, ok])
+
+
+def test_a_finished_run_can_be_extended_with_more_rounds(tmp_path):
+    config = {"run": {"name": "x", "rounds": 1}}
+    store = RunStore.create(tmp_path / "run", config, seed=0)
+    store.record_round(1, [], {"round": 1}, [], None)
+    store.finish("finished")
+    longer = {"run": {"name": "x", "rounds": 3}}
+    extended = RunStore.resume(tmp_path / "run", longer)
+    assert extended.last_finished_round == 1
+    assert extended.config["run"]["rounds"] == 3
+    assert extended.meta["extended"] == [{"from_rounds": 1, "to_rounds": 3}]
+    extended.record_round(2, [], {"round": 2}, [], None)
+    with pytest.raises(ResultsError, match="already finished 2 rounds"):
+        RunStore.resume(tmp_path / "run", {"run": {"name": "x", "rounds": 1}})
+    with pytest.raises(ResultsError, match="run.name"):
+        RunStore.resume(tmp_path / "run", {"run": {"name": "y", "rounds": 3}})

@@ -48,7 +48,13 @@ from fl_har.results.layout import (
     ResultsError,
 )
 from fl_har.results.per_client import client_summary
-from fl_har.results.provenance import collect_versions, config_differences, config_toml, now
+from fl_har.results.provenance import (
+    RESUME_IGNORED_KEYS,
+    collect_versions,
+    config_differences,
+    config_toml,
+    now,
+)
 from fl_har.results.readers import RunTables, load_run
 from fl_har.results.schemas import (
     ATTACK_SCHEMA,
@@ -149,12 +155,22 @@ class RunStore:
         """Reopen a run to continue after its last finished round.
 
         ``config`` must equal the stored ``config.toml`` except for
-        :data:`~fl_har.results.provenance.RESUME_IGNORED_KEYS`.
+        :data:`~fl_har.results.provenance.RESUME_IGNORED_KEYS` and ``run.rounds``, which may grow
+        (extending a finished run: ``config.toml`` then records the new number of rounds).
         Rows of an unfinished round, stray temp files and a checkpoint newer than the last
         finished round are discarded, and every table is rewritten to the committed state.
         """
         tables = load_run(run_dir)
-        differences = config_differences(tables.config, config)
+        differences = config_differences(tables.config, config,
+                                          (*RESUME_IGNORED_KEYS, "run.rounds"))
+        stored_rounds = tables.config.get("run", {}).get("rounds")
+        given_rounds = config.get("run", {}).get("rounds", stored_rounds)
+        done = tables.meta["last_finished_round"]
+        if isinstance(given_rounds, int) and given_rounds < done:
+            raise ResultsError(
+                f"cannot resume {tables.run_dir} with run.rounds = {given_rounds}: it already "
+                f"finished {done} rounds (keep run.rounds >= {done} to extend it)"
+            )
         if differences:
             raise ResultsError(
                 f"cannot resume {tables.run_dir}: the config differs from its {CONFIG_FILE} in "
@@ -164,12 +180,19 @@ class RunStore:
         for name in RUN_FILES:
             (run_dir / (name + TEMP_SUFFIX)).unlink(missing_ok=True)
         meta = dict(tables.meta)
+        stored_config = tables.config
+        if given_rounds != stored_rounds:
+            stored_config = {**tables.config, "run": {**tables.config["run"],
+                                                      "rounds": given_rounds}}
+            write_bytes_atomic(run_dir / CONFIG_FILE, config_toml(stored_config).encode("utf-8"))
+            meta["extended"] = [*meta.get("extended", []),
+                                {"from_rounds": stored_rounds, "to_rounds": given_rounds}]
         discard_uncommitted_checkpoints(run_dir, meta["last_finished_round"])
         meta.update(status=STATUS_RUNNING, message="", ended_at=None,
                     resumed_at=[*meta.get("resumed_at", []), now()],
                     round_columns=list(tables.rounds.columns))
-        store = cls(run_dir, tables.config, meta, tables.attacks, tables.rounds, tables.failures,
-                    tables.updates)
+        store = cls(run_dir, stored_config, meta, tables.attacks, tables.rounds,
+                    tables.failures, tables.updates)
         store._write_tables(tables.attacks, tables.rounds, tables.failures, tables.updates, meta)
         store._write_meta(meta)
         return store
