@@ -11,17 +11,40 @@ Definitions and identities: ``../shared/reference/attacks.md``. Imports numpy an
 from attacks.calibration import clear_calibration_cache
 from attacks.count_identity import counts_from_softmax_mass
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
+from attacks.options import AttackOption
 from attacks.pseudo_gradient import last_layer_update, pseudo_gradient
-from attacks.registry import available, reconstruct_labels
+from attacks.registry import (
+    BIAS,
+    PUBLISHED,
+    REFERENCE,
+    WEIGHT,
+    AttackSpec,
+    attack_spec,
+    available,
+    context_options,
+    option_schema,
+    reconstruct_labels,
+    resolve_options,
+)
 
 __all__ = [
+    "BIAS",
+    "PUBLISHED",
+    "REFERENCE",
+    "WEIGHT",
     "AttackContext",
     "AttackError",
+    "AttackOption",
+    "AttackSpec",
     "LastLayerUpdate",
+    "attack_spec",
     "available",
     "clear_calibration_cache",
+    "context_options",
     "counts_from_softmax_mass",
     "last_layer_update",
+    "option_schema",
     "pseudo_gradient",
     "reconstruct_labels",
+    "resolve_options",
 ]

@@ -27,7 +27,16 @@ import numpy as np
 import torch
 
 from attacks._common import stable_softmax
-from attacks.inputs import AttackContext, AttackError
+from attacks.inputs import DUMMY_KINDS, AttackContext, AttackError
+from attacks.options import AttackOption, at_least, one_of
+
+DUMMY_KIND = AttackOption(
+    "dummy_kind", "normal", "LLG*: kind of dummy inputs for calibration", one_of(DUMMY_KINDS)
+)
+CALIBRATION_REPEATS = AttackOption(
+    "calibration_repeats", 10,
+    "LLG+ / LLG*: calibration batches per class (Wainakh et al. average 10)", at_least(1),
+)
 
 #: Calibrations kept in memory (one per model version and setting; a round needs a handful).
 CACHE_SIZE = 32

@@ -23,6 +23,13 @@ import numpy as np
 from attacks._common import largest_remainder_round, safe_divide, stable_softmax
 from attacks.calibration import head_parameters
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
+from attacks.options import AttackOption
+
+ILRG_FORCE_SUM = AttackOption(
+    "ilrg_force_sum", True,
+    "iLRG: correct the rounded counts to sum to N (largest remainder); false = the published "
+    "rounding, whose sum may differ from N",
+)
 
 
 def ilrg_solution(

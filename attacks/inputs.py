@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -167,9 +168,12 @@ class AttackContext:
         dummy_kind: LLG* dummy inputs: "normal" (standard normal), "zeros" or "ones".
         calibration_repeats: calibration batches per class (Wainakh et al. average 10).
         llbg_confidence: one constant gamma in [0, 1) used as every class's confidence by
-            llbg_trained instead of estimating confidences from the auxiliary windows.
+            llbg_trained instead of estimating confidences from the auxiliary windows; None or a
+            negative value (a config file's way to say "estimate") = estimate.
         ilrg_force_sum: iLRG rounding: True = largest-remainder rounding to exactly N (default);
             False = the published "clamp at 0, round" whose sum may differ from N.
+        options: values of further attack options by name (an attack reads them with
+            :meth:`option`, which falls back to the option's default).
     """
 
     model: torch.nn.Module | None = None
@@ -184,6 +188,7 @@ class AttackContext:
     calibration_repeats: int = 10
     llbg_confidence: float | None = None
     ilrg_force_sum: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
     _aux_digest: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,9 +196,14 @@ class AttackContext:
         if self.model is not None and not isinstance(self.model, torch.nn.Module):
             raise AttackError(f"model: expected a torch.nn.Module, got {type(self.model).__name__}")
         set_(self, "seed", _as_int(self.seed, "seed", 0))
+        if not isinstance(self.options, Mapping):
+            raise AttackError("options: expected a mapping of option names to values")
+        set_(self, "options", MappingProxyType(dict(self.options)))
         if self.dummy_kind not in DUMMY_KINDS:
             raise AttackError(f"dummy_kind: expected one of {DUMMY_KINDS}, got {self.dummy_kind!r}")
         set_(self, "calibration_repeats", _as_int(self.calibration_repeats, "calibration_repeats", 1))
+        if self.llbg_confidence is not None and float(self.llbg_confidence) < 0:
+            set_(self, "llbg_confidence", None)
         if self.llbg_confidence is not None:
             gamma = float(self.llbg_confidence)
             if not 0.0 <= gamma < 1.0:
@@ -243,6 +253,12 @@ class AttackContext:
             set_(self, "aux_windows", windows)
             set_(self, "aux_labels", labels)
         set_(self, "input_shape", shape)
+
+    def option(self, option: Any) -> Any:
+        """The value of an :class:`attacks.options.AttackOption` in this context (or its default)."""
+        if option.name not in self.options:
+            return option.default
+        return option.parse(self.options[option.name])
 
     def aux_digest(self) -> str:
         """SHA-1 of the auxiliary data, computed once per context (part of calibration cache keys)."""

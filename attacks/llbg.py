@@ -28,6 +28,14 @@ import numpy as np
 from attacks._common import greedy_fill, most_negative_first
 from attacks.calibration import class_confidences
 from attacks.inputs import AttackContext, LastLayerUpdate
+from attacks.options import AttackOption
+
+LLBG_CONFIDENCE = AttackOption(
+    "llbg_confidence", -1.0,
+    "trained LLBG: one constant confidence in [0, 1) for every class; negative = estimate per "
+    "class on the server's auxiliary windows",
+    lambda v: None if v < 1.0 else "a value < 1 (in [0, 1), or negative to estimate)",
+)
 
 
 def llbg_counts(

@@ -1,15 +1,24 @@
-"""The single entry point: attack names, descriptions and :func:`reconstruct_labels`."""
+"""The single entry point: every attack with its metadata, and :func:`reconstruct_labels`.
+
+Each registry line carries what the rest of fl-har needs to know about an attack: its family
+(which part of the last layer it reads, the grouping of Bock et al.'s Table 1), its variant
+(``published``: the paper's definition; ``reference``: a reproduction of the label-leakage
+paper's own code, named ``leakage_har.<base>``), the paper, and the options it reads. The
+server writes family and variant into every attack row, and reports read them from there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from attacks.calibration import CALIBRATION_REPEATS, DUMMY_KIND
 from attacks.ebi import ebi
 from attacks.idlg import idlg
-from attacks.ilrg import ilrg
+from attacks.ilrg import ILRG_FORCE_SUM, ilrg
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
 from attacks.leakage_har import (
     leakage_har_ebi,
@@ -18,47 +27,149 @@ from attacks.leakage_har import (
     leakage_har_llg,
     leakage_har_llg_star,
 )
-from attacks.llbg import llbg, llbg_trained
+from attacks.llbg import LLBG_CONFIDENCE, llbg, llbg_trained
 from attacks.llg import llg, llg_plus, llg_star
+from attacks.options import AttackOption
 
 AttackFunction = Callable[[LastLayerUpdate, AttackContext], np.ndarray]
 
+WEIGHT, BIAS = "weight", "bias"
+PUBLISHED, REFERENCE = "published", "reference"
+REFERENCE_PREFIX = "leakage_har."
 
-class _Attack(NamedTuple):
+_WAINAKH = "Wainakh et al., PoPETs 2022"
+_GAT = "Gat & Sharif, AISec 2024"
+_BOCK = "Bock et al., arXiv:2505.20924 (the paper's code)"
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One registered attack.
+
+    Parameters
+    ----------
+    run : AttackFunction
+        ``(update, context) -> counts``.
+    description : str
+        One line: what it does and what it needs.
+    family : str
+        ``weight`` (reads the weight gradient's row sums) or ``bias`` (reads the bias gradient).
+    paper : str
+        The source of the definition.
+    options : tuple[AttackOption, ...]
+        The options it reads from the context.
+    variant : str
+        ``published`` or ``reference`` (a reproduction of the label-leakage paper's code).
+    base : str
+        The attack it is a variant of (its own name for published attacks).
+    """
+
     run: AttackFunction
     description: str
+    family: str
+    paper: str
+    options: tuple[AttackOption, ...] = ()
+    variant: str = PUBLISHED
+    base: str = ""
 
 
-_ATTACKS: dict[str, _Attack] = {
-    "llg": _Attack(llg, "LLG (Wainakh et al. 2022): weight row sums, impact from the gradient"),
-    "llg_plus": _Attack(llg_plus, "LLG+: LLG calibrated on the server's auxiliary windows (model + aux)"),
-    "llg_star": _Attack(llg_star, "LLG*: LLG calibrated on dummy inputs (model + input_shape)"),
-    "ebi": _Attack(ebi, "EBI (Gat & Sharif 2024 baseline): bias gradient, impact from the gradient"),
-    "llbg": _Attack(llbg, "LLBG (Gat & Sharif 2024), untrained form: impact 1/B, offset S/C"),
-    "llbg_trained": _Attack(
-        llbg_trained, "LLBG trained form: impact (1-conf)/B, conf from aux windows or a constant"
+def _reference(base: str, run: AttackFunction, description: str, family: str) -> AttackSpec:
+    return AttackSpec(run, description, family, _BOCK, variant=REFERENCE, base=base)
+
+
+_ATTACKS: dict[str, AttackSpec] = {
+    "llg": AttackSpec(llg, "LLG: weight row sums, impact from the gradient", WEIGHT, _WAINAKH),
+    "llg_plus": AttackSpec(
+        llg_plus, "LLG+: LLG calibrated on the server's auxiliary windows (model + aux)",
+        WEIGHT, _WAINAKH, (CALIBRATION_REPEATS,),
     ),
-    "ilrg": _Attack(ilrg, "iLRG (Ma et al. 2023): recovered class probabilities + least squares"),
-    "idlg": _Attack(idlg, "iDLG (Zhao et al. 2020): argmin bias gradient; negative-set rule for N>1"),
-    "leakage_har.llg": _Attack(
-        leakage_har_llg, "paper code's LLG: stale-index stage 2, leftovers all on one class"
+    "llg_star": AttackSpec(
+        llg_star, "LLG*: LLG calibrated on dummy inputs (model + input_shape)", WEIGHT, _WAINAKH,
+        (DUMMY_KIND, CALIBRATION_REPEATS),
     ),
-    "leakage_har.llg_star": _Attack(
-        leakage_har_llg_star, "paper code's LLG*: zero impact/offset, leftovers to argmin row sum"
+    "ebi": AttackSpec(ebi, "EBI baseline: bias gradient, impact from the gradient", BIAS, _GAT),
+    "llbg": AttackSpec(llbg, "LLBG, untrained form: impact 1/B, offset S/C", BIAS, _GAT),
+    "llbg_trained": AttackSpec(
+        llbg_trained, "LLBG trained form: impact (1-conf)/B, conf from aux windows or a constant",
+        BIAS, _GAT, (LLBG_CONFIDENCE,),
     ),
-    "leakage_har.ebi": _Attack(leakage_har_ebi, "paper code's EBI (same as published EBI)"),
-    "leakage_har.llbg": _Attack(
-        leakage_har_llbg, "paper code's LLBG (llbgAVG): LLG-style impact, no offset, conf 0"
+    "ilrg": AttackSpec(
+        ilrg, "iLRG: recovered class probabilities + least squares", BIAS,
+        "Ma et al., ICLR 2023", (ILRG_FORCE_SUM,),
     ),
-    "leakage_har.ilrg": _Attack(
-        leakage_har_ilrg, "paper code's iLRG: uniform probabilities, N(1/C - g), random padding"
+    "idlg": AttackSpec(
+        idlg, "iDLG: argmin bias gradient; negative-set rule for N>1", BIAS,
+        "Zhao et al., arXiv:2001.02610",
+    ),
+    "leakage_har.llg": _reference(
+        "llg", leakage_har_llg, "paper code's LLG: stale-index stage 2, leftovers on one class",
+        WEIGHT,
+    ),
+    "leakage_har.llg_star": _reference(
+        "llg_star", leakage_har_llg_star,
+        "paper code's LLG*: zero impact/offset, leftovers to argmin row sum", WEIGHT,
+    ),
+    "leakage_har.ebi": _reference(
+        "ebi", leakage_har_ebi, "paper code's EBI (same as published EBI)", BIAS
+    ),
+    "leakage_har.llbg": _reference(
+        "llbg", leakage_har_llbg, "paper code's LLBG (llbgAVG): LLG-style impact, no offset, conf 0",
+        BIAS,
+    ),
+    "leakage_har.ilrg": _reference(
+        "ilrg", leakage_har_ilrg, "paper code's iLRG: uniform probabilities, N(1/C - g), random "
+        "padding", BIAS,
     ),
 }
 
 
 def available() -> dict[str, str]:
     """Every attack name accepted by :func:`reconstruct_labels`, with a one-line description."""
-    return {name: attack.description for name, attack in _ATTACKS.items()}
+    return {name: spec.description for name, spec in _ATTACKS.items()}
+
+
+def attack_spec(name: str) -> AttackSpec:
+    """The registry entry of ``name`` (``base`` filled in); :class:`AttackError` if unknown."""
+    spec = _ATTACKS.get(name)
+    if spec is None:
+        raise AttackError(f"unknown attack {name!r}; available: {', '.join(_ATTACKS)}")
+    return spec if spec.base else AttackSpec(**{**spec.__dict__, "base": name})
+
+
+def option_schema(names: tuple[str, ...] | None = None) -> dict[str, AttackOption]:
+    """The options read by ``names`` (default: every attack), by option name."""
+    schema: dict[str, AttackOption] = {}
+    for name in names if names is not None else tuple(_ATTACKS):
+        for option in attack_spec(name).options:
+            schema[option.name] = option
+    return schema
+
+
+def resolve_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every registered option with its value: ``values`` parsed and checked, defaults filled.
+
+    Raises :class:`AttackError` naming an unknown option (with the known ones) or a bad value.
+    """
+    schema = option_schema()
+    unknown = sorted(set(values) - set(schema))
+    if unknown:
+        raise AttackError(
+            f"unknown attack option(s) {', '.join(unknown)}; known: {', '.join(sorted(schema))}"
+        )
+    return {name: option.parse(values[name]) if name in values else option.default
+            for name, option in schema.items()}
+
+
+# Options that are fields of AttackContext (the rest travel in ``AttackContext.options``).
+_CONTEXT_FIELDS = ("dummy_kind", "calibration_repeats", "llbg_confidence", "ilrg_force_sum")
+
+
+def context_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :class:`AttackContext` for resolved option ``values``."""
+    resolved = resolve_options(values)
+    kwargs = {name: resolved.pop(name) for name in _CONTEXT_FIELDS}
+    kwargs["options"] = resolved
+    return kwargs
 
 
 def reconstruct_labels(
@@ -80,9 +191,7 @@ def reconstruct_labels(
         AttackError: unknown name, or the attack cannot apply (see :class:`AttackError`).
         TypeError: ``update`` / ``context`` of the wrong type.
     """
-    attack = _ATTACKS.get(name)
-    if attack is None:
-        raise AttackError(f"unknown attack {name!r}; available: {', '.join(_ATTACKS)}")
+    attack = attack_spec(name)
     if not isinstance(update, LastLayerUpdate):
         raise TypeError(f"update: expected attacks.LastLayerUpdate, got {type(update).__name__}")
     if context is None:

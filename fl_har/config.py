@@ -24,7 +24,8 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
 - ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
   update; 1 = plain FedAvg).
-- ``[attacks]``: ``names`` and attack options.
+- ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
+  them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
 
 Flower's run config holds only scalars, so list values may also be written as comma-separated
@@ -37,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,6 @@ REGIMES = ("frozen", "train")
 HAPT_CHANNELS = ("acc", "acc+gyro")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
-DUMMY_KINDS = ("normal", "zeros", "ones")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
 
 
@@ -135,14 +135,15 @@ class ServerConfig:
 @dataclass(frozen=True)
 class AttacksConfig:
     names: tuple[str, ...] = PAPER_ATTACKS
-    # iLRG: correct the rounded counts to sum to N (largest remainder); the paper code did not.
-    ilrg_force_sum: bool = True
-    # LLBG (trained form): one constant confidence for every class; negative = estimate per class
-    # from the server's auxiliary windows.
-    llbg_confidence: float = -1.0
-    # LLG*: kind of dummy inputs used for calibration.
-    dummy_kind: str = "normal"
-    calibration_repeats: int = 10
+    # Every other [attacks] key is an attack option ((name, value) pairs, sorted by name). The
+    # attack registry owns their types, defaults and checks: the front door validates them and
+    # fills in defaults before a run starts (see ``check_attacks``), so a new attack option needs
+    # no change here.
+    options: tuple[tuple[str, bool | int | float | str], ...] = ()
+
+    def option_values(self) -> dict[str, bool | int | float | str]:
+        """The attack options as a dict."""
+        return dict(self.options)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class ExperimentConfig:
         out: dict[str, dict[str, Any]] = {}
         for section in fields(self):
             values = dataclasses.asdict(getattr(self, section.name))
+            values.update(values.pop("options", ()))
             out[section.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
         return out
 
@@ -225,6 +227,18 @@ def _parse_names(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"{where}: expected a list of names or a comma-separated string")
+
+
+def _attack_options(values: Mapping[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
+    """``[attacks]`` keys besides ``names``: scalar values, checked by the attack registry later."""
+    out = []
+    for key, value in values.items():
+        if not isinstance(value, (bool, int, float, str)):
+            raise ConfigError(f"{where}.{key}: expected a single value, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
+        out.append((key, value))
+    return tuple(out)
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -288,6 +302,10 @@ def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentCo
             raise ConfigError(f"{source}: [{name}] must be a table of keys")
         defaults = section_type()
         valid = {f.name for f in fields(section_type)}
+        if section_type is AttacksConfig:
+            values = dict(values)
+            options = {k: values.pop(k) for k in sorted(set(values) - {"names"})}
+            values["options"] = _attack_options(options, f"{source}: attacks")
         unknown = set(values) - valid
         if unknown:
             raise ConfigError(
@@ -305,6 +323,8 @@ def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentCo
                 kwargs[key] = "all" if is_all else parse_subjects(value, where)
             elif key == "names":
                 kwargs[key] = _parse_names(value, where)
+            elif key == "options" and section_type is AttacksConfig:
+                kwargs[key] = value
             else:
                 kwargs[key] = _coerce(value, default, where)
         sections[name] = section_type(**kwargs)
@@ -399,9 +419,6 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: attacks.names is empty")
     if len(set(config.attacks.names)) != len(config.attacks.names):
         raise ConfigError(f"{source}: attacks.names lists an attack twice")
-    _choice(config.attacks.dummy_kind, DUMMY_KINDS, f"{source}: attacks.dummy_kind")
-    if config.attacks.calibration_repeats < 1:
-        raise ConfigError(f"{source}: attacks.calibration_repeats must be >= 1")
     if not config.server.lr > 0:
         raise ConfigError(f"{source}: server.lr must be > 0, got {config.server.lr}")
     if config.server.lr != 1.0 and run.regime == "frozen":
@@ -418,14 +435,32 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: simulation.cpus_per_client must be > 0")
 
 
-def check_attack_names(config: ExperimentConfig, known: Iterable[str]) -> None:
-    """Reject attack names the attack library does not provide (listing the valid ones)."""
+def check_attacks(
+    config: ExperimentConfig,
+    known: Iterable[str],
+    resolve_options: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+) -> ExperimentConfig:
+    """Check ``attacks.names`` and the attack options against the attack library.
+
+    ``known`` are the attack names the library provides; ``resolve_options`` (the library's
+    ``resolve_options``) parses and checks the options and fills in their defaults, raising
+    ``ValueError`` for a bad one. Returns the config with every option resolved, so a run's
+    ``config.toml`` records the value of every option it ran with.
+    """
     known = list(known)
     bad = [n for n in config.attacks.names if n not in known]
     if bad:
         raise ConfigError(
             f"attacks.names: unknown attack(s) {', '.join(bad)}; available: {', '.join(known)}"
         )
+    try:
+        resolved = resolve_options(config.attacks.option_values())
+    except ValueError as exc:
+        raise ConfigError(f"attacks: {exc}") from None
+    options = tuple(sorted(resolved.items()))
+    return dataclasses.replace(
+        config, attacks=dataclasses.replace(config.attacks, options=options)
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -500,8 +535,8 @@ def from_flat(flat: Mapping[str, Any], *, source: str = "run config") -> Experim
     return from_dict(nested, source=source)
 
 
-def describe_defaults() -> str:
-    """The default config as TOML text (``fl-har config show``)."""
+def describe_defaults(config: ExperimentConfig | None = None) -> str:
+    """The default config (or ``config``) as TOML text (``fl-har config show``)."""
     import tomli_w
 
-    return tomli_w.dumps(ExperimentConfig().to_dict())
+    return tomli_w.dumps((config or ExperimentConfig()).to_dict())

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har.config import ExperimentConfig, check_attack_names, describe_defaults, load_config
+from fl_har.config import ExperimentConfig, check_attacks, describe_defaults, load_config
 from fl_har.metrics import METRIC_LABELS
 from fl_har_app.console import console, fail
 
@@ -19,16 +19,28 @@ def list_attacks() -> int:
     import attacks
 
     table = Table(title="Label-reconstruction attacks (attacks.names)", title_justify="left")
-    table.add_column("name", style="bold")
-    table.add_column("description")
-    for name, text in attacks.available().items():
-        table.add_row(name, text)
+    table.add_column("name", style="bold", no_wrap=True)
+    for column in ("family", "variant", "description (paper)", "options"):
+        table.add_column(column)
+    for name in attacks.available():
+        spec = attacks.attack_spec(name)
+        table.add_row(name, spec.family, spec.variant, f"{spec.description} ({spec.paper})",
+                      ", ".join(option.name for option in spec.options))
     console.print(table)
+    options = Table(title="Attack options ([attacks] keys)", title_justify="left")
+    for column in ("option", "default", "description"):
+        options.add_column(column, style="bold" if column == "option" else None)
+    for option in attacks.option_schema().values():
+        options.add_row(option.name, repr(option.default), option.description)
+    console.print(options)
     return 0
 
 
 def show_defaults() -> int:
-    console.print(describe_defaults(), markup=False)
+    import attacks
+
+    config = check_attacks(ExperimentConfig(), attacks.available(), attacks.resolve_options)
+    console.print(describe_defaults(config), markup=False)
     return 0
 
 
@@ -36,8 +48,7 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
     import attacks
 
     config = load_config(args.config, args.overrides)
-    check_attack_names(config, attacks.available())
-    return config
+    return check_attacks(config, attacks.available(), attacks.resolve_options)
 
 
 def check_config(args: argparse.Namespace) -> int:

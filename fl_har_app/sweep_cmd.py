@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har.config import check_attack_names
+from fl_har.config import check_attacks
 from fl_har.sweep import (
     MANIFEST,
     PretrainJob,
@@ -138,8 +139,13 @@ def sweep(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     spec = load_sweep(args.file, args.overrides, name=args.name)
-    for run in spec.runs:
-        check_attack_names(run.config, attacks.available())
+    # Every attack option resolved (defaults filled in), so each run's config.toml records them.
+    spec.runs[:] = [
+        dataclasses.replace(
+            run, config=check_attacks(run.config, attacks.available(), attacks.resolve_options)
+        )
+        for run in spec.runs
+    ]
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
     if args.list:
         console.print(_state_table(spec, states))

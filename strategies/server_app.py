@@ -21,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 import attacks
 import protocol
-from fl_har.config import ExperimentConfig, check_attack_names, from_flat, to_flat
+from fl_har.config import ExperimentConfig, check_attacks, from_flat, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
     FederationPlan,
@@ -56,19 +56,17 @@ def _held_windows(config: ExperimentConfig, subjects: tuple[int, ...]):
     return normalizer_for(config, subjects)(x), y
 
 
+def _attack_metadata(name: str) -> dict[str, str]:
+    spec = attacks.attack_spec(name)
+    return {"family": spec.family, "variant": spec.variant, "base": spec.base, "paper": spec.paper}
+
+
 def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
     """The attacker's public knowledge in a round: the model it sent, window shape, aux data."""
     aux_x, aux_y = _held_windows(config, plan.server_subjects)
     model = empty_model(config, plan.num_channels, plan.num_classes)
-    options = {
-        "ilrg_force_sum": config.attacks.ilrg_force_sum,
-        "dummy_kind": config.attacks.dummy_kind,
-        "calibration_repeats": config.attacks.calibration_repeats,
-        "model_train_mode": config.client.train_mode,
-        "llbg_confidence": (
-            config.attacks.llbg_confidence if config.attacks.llbg_confidence >= 0 else None
-        ),
-    }
+    options = attacks.context_options(config.attacks.option_values())
+    options["model_train_mode"] = config.client.train_mode
     frozen = config.run.regime == "frozen"
     run_token = uuid.uuid4().hex
 
@@ -154,7 +152,8 @@ def run_server(
 ) -> str:
     """Run (or continue) the federated experiment; returns the final status written to the store."""
     try:
-        check_attack_names(config, attacks.available())
+        config = check_attacks(config, attacks.available(), attacks.resolve_options)
+        store.describe_attacks({name: _attack_metadata(name) for name in config.attacks.names})
         dataset = dataset_for(config)
         plan = federation_plan(config, dataset)
         config, plan, roster = client_roster(grid, config, plan)

@@ -71,7 +71,7 @@ def test_shipped_experiment_configs_are_valid(path):
     import tomllib
 
     import attacks
-    from fl_har.config import check_attack_names, load_config
+    from fl_har.config import check_attacks, load_config
     from fl_har.sweep import load_sweep
 
     if "sweep" in tomllib.loads(path.read_text()):
@@ -79,4 +79,4 @@ def test_shipped_experiment_configs_are_valid(path):
     else:
         configs = [load_config(path)]
     for config in configs:
-        check_attack_names(config, attacks.available())
+        check_attacks(config, attacks.available(), attacks.resolve_options)

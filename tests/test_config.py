@@ -5,7 +5,7 @@ import pytest
 from fl_har.config import (
     ConfigError,
     ExperimentConfig,
-    check_attack_names,
+    check_attacks,
     from_flat,
     load_config,
     parse_subjects,
@@ -76,7 +76,38 @@ def test_missing_file_and_bad_override(tmp_path):
 def test_unknown_attack_lists_the_valid_ones():
     config = load_config(None, ["attacks.names=llg,magic"])
     with pytest.raises(ConfigError, match="unknown attack.*magic.*available: llg, ebi"):
-        check_attack_names(config, ["llg", "ebi"])
+        check_attacks(config, ["llg", "ebi"], lambda values: values)
+
+
+def test_attack_options_come_from_the_registry():
+    import attacks
+
+    def check(*overrides):
+        config = load_config(None, overrides)
+        return check_attacks(config, attacks.available(), attacks.resolve_options)
+
+    resolved = check("attacks.llbg_confidence=0.3").attacks.option_values()
+    assert resolved["llbg_confidence"] == 0.3
+    # defaults filled in from the registry, so a run's config.toml names every option
+    assert set(resolved) == set(attacks.option_schema())
+    assert resolved["calibration_repeats"] == attacks.option_schema()["calibration_repeats"].default
+    with pytest.raises(ConfigError, match=r"attacks: llbg_confidence: expected a value < 1"):
+        check("attacks.llbg_confidence=5")
+    with pytest.raises(ConfigError, match="unknown attack option.*llbg_confidance.*known:"):
+        check("attacks.llbg_confidance=0.5")
+    with pytest.raises(ConfigError, match="dummy_kind: expected one of normal"):
+        check("attacks.dummy_kind=uniform")
+    with pytest.raises(ConfigError, match="attacks.window: expected a single value"):
+        load_config(None, ["attacks.window=[1, 2]"])
+
+
+def test_attack_options_survive_toml_and_flower_flat_form():
+    import attacks
+
+    config = check_attacks(load_config(None, ["attacks.ilrg_force_sum=false"]),
+                           attacks.available(), attacks.resolve_options)
+    assert from_flat(to_flat(config)) == config
+    assert config.to_dict()["attacks"]["ilrg_force_sum"] is False
 
 
 def test_flat_round_trip_for_flower():

@@ -31,13 +31,13 @@ def test_local_epochs_pass_over_every_window_in_full_mini_batches():
     participant = Participant(config, 1)
     count = len(participant.windows.y)
     usable = count - count % 20
-    x, y = participant.batch(1)
+    _x, y = participant.batch(1)
     assert len(y) == 2 * usable
     first, second = y[:usable], y[usable:]
     # each epoch is an ordering of (almost) all windows: same histogram up to the dropped tail
     assert abs(np.bincount(first).sum() - usable) == 0
     assert not np.array_equal(first, second)  # shuffled anew every epoch
-    x2, y2 = participant.batch(1)
+    _x2, y2 = participant.batch(1)
     np.testing.assert_array_equal(y, y2)  # deterministic
     assert not np.array_equal(y, participant.batch(2)[1])  # a new order every round
     update = participant.train_round(initial_model(config, federation_plan(config)).state_dict(), 1)

@@ -29,9 +29,7 @@ from fl_har.report.errors import ReportError
 from fl_har.report.factors import (
     POOLABLE_KEYS,
     RunFactors,
-    attack_family,
-    attack_variant,
-    base_attack,
+    attack_identity,
     run_factors,
 )
 from fl_har.results import (
@@ -155,14 +153,15 @@ def _unique_name(wanted: str, taken: set[str]) -> str:
 
 def _client_rows(run: CollectedRun) -> pd.DataFrame:
     clients = run.tables.clients
+    identity = [attack_identity(name, run.tables.meta.get("attacks")) for name in clients["attack"]]
     frame = pd.DataFrame({
         "run_id": run.run_id,
         "run": run.name,
-        "variant": [attack_variant(name) for name in clients["attack"]],
+        "variant": [variant for _, variant, _ in identity],
         **{column: getattr(run.factors, column) for column in FACTOR_COLUMNS},
-        "attack": [base_attack(name) for name in clients["attack"]],
+        "attack": [base for base, _, _ in identity],
         "attack_name": clients["attack"].astype(str),
-        "family": [attack_family(base_attack(name)) for name in clients["attack"]],
+        "family": [family for _, _, family in identity],
         "partition": clients["partition"],
         "subject": clients["subject"],
         **{metric: clients[metric].astype(float) for metric in CLIENT_METRICS},
@@ -185,7 +184,9 @@ def pooling_warnings(runs: Sequence[CollectedRun]) -> list[str]:
     """
     groups: dict[tuple[RunFactors, str], list[CollectedRun]] = {}
     for run in runs:
-        for variant in sorted({attack_variant(a) for a in run.tables.clients["attack"]}):
+        described = run.tables.meta.get("attacks")
+        for variant in sorted({attack_identity(a, described)[1]
+                               for a in run.tables.clients["attack"]}):
             groups.setdefault((run.factors, variant), []).append(run)
     warnings = []
     for (factors, variant), members in sorted(groups.items()):

@@ -3,9 +3,12 @@
 The factors are the axes of Bock et al., "Label Leakage in Federated Inertial-based Human
 Activity Recognition" (arXiv:2505.20924), Sec. 4: dataset, model architecture, trained vs
 untrained model, sampling strategy, batch size N, local steps S and local differential privacy.
-Attack names map to a *variant* (the published definitions, or the ``leakage_har.*``
-reproductions of the paper's reference code) and a *family* (weight- or bias-based, the grouping
-of the paper's Table 1).
+Each attack has a *variant* (the published definitions, or the ``leakage_har.*`` reproductions
+of the paper's reference code), a *family* (weight- or bias-based, the grouping of the paper's
+Table 1) and a *base* attack. The server records them from the attack registry in the run's
+``meta.json`` (``"attacks"``); :func:`attack_identity` reads them from there. Runs written before
+that record existed fall back to the naming rule below (``leakage_har.<base>``, the paper's
+families), which is why these lists remain.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ PUBLISHED, REFERENCE = "published", "reference"
 VARIANTS = (PUBLISHED, REFERENCE)
 
 WEIGHT, BIAS, OTHER = "weight", "bias", "other"
+# The paper's attacks in the order of its figures (presentation), and the families of runs whose
+# meta.json predates the recorded attack metadata (legacy fallback).
 WEIGHT_ATTACKS = ("llg", "llg_plus", "llg_star")
 BIAS_ATTACKS = ("ebi", "llbg", "llbg_trained", "ilrg", "idlg")
 ATTACK_ORDER = (*WEIGHT_ATTACKS, *BIAS_ATTACKS)
@@ -128,6 +133,16 @@ def attack_family(base: str) -> str:
     if base in BIAS_ATTACKS:
         return BIAS
     return OTHER
+
+
+def attack_identity(name: str, described: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
+    """``(base, variant, family)`` of attack ``name``: as the run recorded it from the attack
+    registry (``meta.json["attacks"]``, passed as ``described``), else by the legacy rule."""
+    info = (described or {}).get(name)
+    if isinstance(info, Mapping) and {"base", "variant", "family"} <= set(info):
+        return str(info["base"]), str(info["variant"]), str(info["family"])
+    base = base_attack(name)
+    return base, attack_variant(name), attack_family(base)
 
 
 def ordered(values: Any, order: tuple[str, ...]) -> list:

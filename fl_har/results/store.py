@@ -307,6 +307,18 @@ class RunStore:
         self._meta, self._attacks, self._rounds, self._failures, self._updates = (
             meta, attacks, rounds, failure_table, update_table)
 
+    def describe_attacks(self, attacks: Mapping[str, Mapping[str, str]]) -> None:
+        """Record what the attack library says about each attack of the run (family, variant,
+        base, paper) in ``meta.json`` under ``"attacks"``; reports read them from there."""
+        described = {}
+        for name, info in attacks.items():
+            described[as_str(name, "attack name")] = {
+                key: as_str(value, f"attacks[{name!r}][{key!r}]") for key, value in info.items()
+            }
+        meta = {**self._meta, "attacks": described}
+        self._write_meta(meta)
+        self._meta = meta
+
     def finish(self, status: str, message: str = "") -> None:
         """Mark the run ``finished`` or ``failed`` (with a message) and refresh ``summary.md``."""
         if status not in FINAL_STATUSES:

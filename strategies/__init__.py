@@ -1,0 +1,1 @@
+"""Flower ServerApp, the curious wrapper, aggregators and detectors (see README: layout)."""
