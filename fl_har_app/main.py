@@ -102,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
     run.add_argument("--inject-failure", default="", metavar="PARTITION:ROUND", help=argparse.SUPPRESS)
 
+    deploy = commands.add_parser(
+        "deploy",
+        help="run an experiment on Flower's deployment engine (SuperLink + SuperNodes, loopback)",
+        description="Start one flower-superlink and one flower-supernode per client subject on "
+        "this machine, submit the experiment with `flwr run`, and stop everything when it ends. "
+        "The same ServerApp and ClientApp as `fl-har run`; the same config and seed give the "
+        "same attack rows. --tls generates a CA and a server certificate for 127.0.0.1 and "
+        "runs everything over HTTPS. Needs the source checkout (pip install -e .).",
+    )
+    _add_config_args(deploy)
+    deploy.add_argument("--out", metavar="DIR", help="parent folder of run directories (run.out)")
+    deploy.add_argument("--tls", action="store_true", help="HTTPS with generated certificates")
+    deploy.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    deploy.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                        help="stop the deployment if the run takes longer (default 3600)")
+
     from fl_har_app import sweep_cmd
 
     sweep_cmd.add_parser(commands)
@@ -137,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.data_command == "info":
                 return data_cmd.info(args)
             parser.parse_args(["data", "--help"])
+        if args.command == "deploy":
+            from fl_har_app import run_cmd
+
+            return run_cmd.deploy_run(args)
         if args.command == "attacks":
             from fl_har_app import run_cmd
 

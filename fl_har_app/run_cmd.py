@@ -151,3 +151,34 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(f"[green]finished[/] in {elapsed:.0f} s; results in {run_dir}")
     return 0
+
+
+def deploy_run(args: argparse.Namespace) -> int:
+    """``fl-har deploy``: validate, then run on a local SuperLink and one SuperNode per subject."""
+    from fl_har.federation import dataset_for, federation_plan
+    from fl_har.results import ResultsError, load_run
+    from fl_har_app.deploy import DeployError, deploy
+
+    if args.out:
+        args.overrides = [*args.overrides, f"run.out={Path(args.out).as_posix()!r}"]
+    config = _load(args)
+    run_dir = Path(config.run.out) / config.run.name
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not args.overwrite:
+        return fail(f"run directory {run_dir} already exists and is not empty: pass --overwrite "
+                    "or choose another run.name")
+    with console.status("loading data ..."):
+        plan = federation_plan(config, dataset_for(config))
+    started = time.perf_counter()
+    try:
+        status = deploy(config, run_dir, len(plan.subjects), tls=args.tls, timeout=args.timeout,
+                        echo=lambda text: console.print(text, markup=False))
+    except DeployError as exc:
+        return fail(str(exc))
+    try:
+        clients = load_run(run_dir).clients
+    except ResultsError:
+        clients = None
+    if clients is not None and len(clients):
+        console.print(leakage_table(clients, "Leakage per attack (mean ± std over clients, %)"))
+    console.print(f"{status} in {time.perf_counter() - started:.0f} s; results in {run_dir}")
+    return 0 if status == "finished" else 1

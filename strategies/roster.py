@@ -86,8 +86,12 @@ def discover_partitions(grid: Grid, expected: int, timeout: float = 120.0) -> di
     ]
     partitions = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
-        if not reply.has_error():
-            partitions[protocol.decode_identity(reply.content)] = reply.metadata.src_node_id
+        if reply.has_error():
+            # Not silent: the node is left out of the roster and the reason is logged.
+            logger.warning("node %s did not say which partition it serves: %s",
+                           reply.metadata.src_node_id, reply.error.reason)
+            continue
+        partitions[protocol.decode_identity(reply.content)] = reply.metadata.src_node_id
     return partitions
 
 
@@ -106,7 +110,10 @@ def client_roster(
         )
         kept = [s for s in plan.clients if s not in missing]
         if not kept:
-            raise RuntimeError("no client subject has a simulated node")
+            raise RuntimeError(
+                f"no client subject has a simulated node ({len(partitions)} of "
+                f"{len(plan.subjects)} nodes answered which partition they serve)"
+            )
         config = config.replace(**{"data.clients": kept})
         plan = federation_plan(config)
     roster = Roster(

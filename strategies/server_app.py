@@ -21,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 import attacks
 import protocol
-from fl_har.config import ExperimentConfig, check_attacks, from_flat, to_flat
+from fl_har.config import ExperimentConfig, check_attacks, from_flat, load_config, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
     FederationPlan,
@@ -268,15 +268,29 @@ def make_sweep_server_app(
     return server_app
 
 
+# Run-config keys (outside fl-har's config sections) through which `fl-har deploy` hands the
+# ServerApp a resolved experiment config file and the results folder.
+CONFIG_FILE_KEY, RUN_DIR_KEY = "fl-har.config-file", "fl-har.run-dir"
 app = ServerApp()
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry point of ``flwr run .``: config from the run config, results under ``run.out``."""
-    config = from_flat(context.run_config, source="[tool.flwr.app.config]")
+    """Entry point of ``flwr run .``: config from the run config, results under ``run.out``.
+
+    ``fl-har deploy`` passes a resolved config file (``fl-har.config-file``) and the results
+    folder (``fl-har.run-dir``) instead.
+    """
+    config_file = str(context.run_config.get(CONFIG_FILE_KEY, ""))
+    if config_file:
+        config = load_config(config_file)
+    else:
+        config = from_flat(context.run_config, source="[tool.flwr.app.config]")
     # One folder per launch: `flwr run .` has no --resume/--overwrite to choose with.
-    run_dir = Path(config.run.out) / f"{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    store = RunStore.create(run_dir, config.to_dict(), seed=config.run.seed)
+    run_dir = Path(str(context.run_config.get(RUN_DIR_KEY, "")) or
+                   Path(config.run.out) / f"{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # `fl-har deploy` checked (or was told to replace) an existing folder before it started.
+    store = RunStore.create(run_dir, config.to_dict(), seed=config.run.seed,
+                            overwrite=bool(context.run_config.get(RUN_DIR_KEY, "")))
     logger.warning("fl-har: writing results to %s", run_dir.resolve())
     run_server(grid, config, store)
