@@ -33,6 +33,8 @@ SUBJECT_COLUMN = "sbj_id"
 LABEL_COLUMN = "label"
 MISSING_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A"})
 DEFAULT_MAX_GAP = 5  # samples: 0.1 s at 50 Hz, a few dropped packets
+# Bump whenever parsing changes what a file decodes to: cached arrays of older versions are ignored.
+PARSER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def read_subject_csv(
     for channel, name in enumerate(layout.channel_names):
         values = _parse_sensor_column(path, name, columns[1 + channel], line_of)
         try:
-            signals[:, channel] = fill_short_gaps(values, max_gap)
+            with np.errstate(over="ignore"):  # overflow to inf is reported below
+                signals[:, channel] = fill_short_gaps(values, max_gap)
         except GapTooLongError as error:
             gap = error.gap
             raise DataError(
@@ -84,8 +87,22 @@ def read_subject_csv(
                 f"most max_gap={max_gap} samples are interpolated (pass a larger max_gap, or "
                 "max_gap=None, to interpolate longer gaps)"
             ) from None
+    check_float32_range(path, signals, layout.channel_names, line_of)
     labels = _parse_labels(path, columns[-1], layout, line_of)
     return Recording(signals=signals, labels=labels)
+
+
+def check_float32_range(
+    path: Path, signals: np.ndarray, channel_names: Sequence[str], line_of: np.ndarray
+) -> None:
+    """Finite decimals beyond float32's range (|x| > 3.4e38) become inf when stored: name them."""
+    finite = np.isfinite(signals)
+    if not finite.all():
+        row, channel = (int(i) for i in np.argwhere(~finite)[0])
+        raise DataError(
+            f"{path}: line {line_of[row]}, column {channel_names[channel]!r}: value overflows "
+            "32-bit floats (|x| > 3.4e38); sensor values must be finite"
+        )
 
 
 def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[str]], list[int]]:
@@ -114,6 +131,8 @@ def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[
         raise DataError(f"{path}: not UTF-8 text ({error})") from None
     except csv.Error as error:
         raise DataError(f"{path}: malformed CSV ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file ({error.strerror or error})") from None
     return tuple(field.strip() for field in header), rows, line_numbers
 
 
