@@ -105,8 +105,11 @@ def check_float32_range(
         )
 
 
-def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[str]], list[int]]:
-    """Header, data rows (blank lines skipped) and each row's line number; checks field counts."""
+def _read_rows(
+    path: Path, num_fields: int | None, header_only: bool = False
+) -> tuple[tuple[str, ...], list[list[str]], list[int]]:
+    """Header, data rows (blank lines skipped) and each row's line number; checks field counts
+    (``num_fields=None``: as many as the header)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -117,13 +120,17 @@ def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[
                 )
             rows: list[list[str]] = []
             line_numbers: list[int] = []
-            for row in reader:
+            expected = len(header) if num_fields is None else num_fields
+            for row in [] if header_only else reader:
                 if not row:
                     continue
-                if len(row) != num_fields:
+                if len(row) != expected:
                     raise DataError(
-                        f"{path}: line {reader.line_num} has {len(row)} fields, "
-                        f"expected {num_fields} (sbj_id, the sensor columns, label)"
+                        f"{path}: line {reader.line_num} has {len(row)} fields, expected "
+                        f"{expected} ("
+                        + ("one per header column" if num_fields is None
+                           else "sbj_id, the sensor columns, label")
+                        + ")"
                     )
                 rows.append(row)
                 line_numbers.append(reader.line_num)
