@@ -571,3 +571,93 @@ def load_custom(
         sampling_rate=label_map.sampling_rate,
         recordings=recordings,
     )
+
+
+# --- validation for ``fl-har data check`` ------------------------------------------------------
+
+
+@dataclass
+class CheckReport:
+    """Everything ``fl-har data check`` found in a custom folder; ``valid`` iff no problems."""
+
+    root: Path
+    label_map: LabelMap | None = None
+    channel_names: tuple[str, ...] = ()
+    files: list[FileReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # files that are not subject files
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and bool(self.files)
+
+    def dataset(self) -> HARDataset:
+        """The parsed files as a dataset (only if :attr:`valid`)."""
+        if not self.valid or self.label_map is None:
+            raise DataError(f"custom: {self.root} is not valid: {'; '.join(self.problems)}")
+        return HARDataset(
+            name="custom",
+            class_names=self.label_map.class_names,
+            channel_names=self.channel_names,
+            sampling_rate=self.label_map.sampling_rate,
+            recordings={f.subject: tuple(f.recordings) for f in self.files},
+        )
+
+
+def check_custom_folder(
+    root: str | PathLike[str], max_gap: int | None = DEFAULT_MAX_GAP
+) -> CheckReport:
+    """Parse every file of a custom folder (no cache) and collect ALL problems, not just the first:
+    one per broken file, plus the label map and cross-file checks (ids, channels)."""
+    _check_max_gap(max_gap)
+    folder = Path(root).expanduser()
+    report = CheckReport(root=folder)
+    if not folder.is_dir():
+        report.problems.append(f"{folder} does not exist or is not a folder")
+        return report
+    try:
+        report.label_map = read_label_map(folder)
+    except DataError as error:
+        report.problems.append(str(error))
+    candidates: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name in LABEL_FILES:
+            continue
+        if not path.is_file() or path.suffix.lower() not in DATA_SUFFIXES:
+            report.ignored.append(path.name)
+            continue
+        match = _DIGITS.search(path.stem)
+        if match is None:
+            report.problems.append(
+                f"{path}: cannot tell the subject: the file name must contain the subject id "
+                "as digits (e.g. sbj_3.csv)"
+            )
+            continue
+        subject = int(match.group(1))
+        if subject in candidates:
+            report.problems.append(
+                f"{candidates[subject].name} and {path.name} are both subject {subject}"
+            )
+            continue
+        candidates[subject] = path
+    if not candidates:
+        report.problems.append(f"no subject files (.csv or .parquet) in {folder}")
+        return report
+    order: tuple[str, ...] | None = None
+    for subject, path in sorted(candidates.items()):
+        try:
+            channels = tuple(n for n in read_header(path) if n not in RESERVED_COLUMNS)
+            if order is None:
+                order = channels
+                report.channel_names = channels
+            elif set(channels) != set(order):
+                raise DataError(
+                    f"{path}: channels {list(channels)} differ from the first file's "
+                    f"{list(order)}; every subject file needs the same channel columns"
+                )
+            if report.label_map is None:
+                continue  # cannot map labels; the label map problem is already reported
+            report.files.append(parse_subject_file(path, subject, report.label_map, order, max_gap))
+        except DataError as error:
+            report.problems.append(str(error))
+    return report
