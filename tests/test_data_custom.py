@@ -121,11 +121,11 @@ def test_short_missing_runs_interpolated_long_runs_named(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda f: f.assign(label=f["label"].replace(7, 8)), r"line \d+, column 'label': label '8' "
-                                                              r"is not an id of labels\.toml"),
+        (lambda f: f.assign(label=f["label"].replace(7, 8)),
+         r"line \d+, column 'label': label '8' is not an id of labels\.toml"),
         (lambda f: f.assign(subject=2), r"column 'subject': '2' differs from the subject id 1"),
-        (lambda f: f.assign(timestamp=np.arange(len(f))[::-1] / 10), r"line 3: timestamp .* does "
-                                                                       "not increase"),
+        (lambda f: f.assign(timestamp=np.arange(len(f))[::-1] / 10),
+         r"line 3: timestamp .* does not increase"),
         (lambda f: f.assign(recording=["a", "b", "a"] * (len(f) // 3)),
          r"line 4: recording 'a' continues after other rows"),
         (lambda f: f.assign(ax=f["ax"].astype(object).where(f.index != 4, "fast")),
