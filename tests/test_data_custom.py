@@ -284,3 +284,17 @@ def test_example_converter_on_generated_data(tmp_path):
     assert dataset.class_names == ("null", "jogging", "sitting", "walking")
     assert all(len(recs) == 2 for recs in dataset.recordings.values())  # two sessions each
     assert dataset.sampling_rate == 20.0
+
+
+def test_a_run_config_loads_custom_data(tmp_path):
+    from fl_har.federation import dataset_for, federation_plan, windows_for
+
+    folder = _folder(tmp_path, {f"sbj_{s}.csv": _frame(200, s) for s in (1, 2, 5)})
+    path = tmp_path / "run.toml"
+    path.write_text(f'[data]\ndataset = "custom"\nroot = "{folder}"\nwindow = 20\n')
+    config = load_config(path)
+    dataset = dataset_for(config)
+    assert dataset.name == "custom" and dataset.subjects == (1, 2, 5)
+    plan = federation_plan(config, dataset)
+    assert plan.clients == (1, 2, 5) and plan.num_classes == 3 and plan.num_channels == 2
+    assert len(windows_for(config, 5)) == 19  # (200 - 20) / 10 + 1
