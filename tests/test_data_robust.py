@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,25 @@ BROKEN_CSV_CACHES = {
         good, signals=np.array([{"evil": 1}], dtype=object)
     ),
     "an npy, not an npz": lambda good: _npy(np.zeros(3)),
+    "absurd declared shape": lambda good: _with_raw_entry(good, "signals.npy", _huge_npy()),
 }
+
+
+def _huge_npy() -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**9)}
+    )
+    return buffer.getvalue() + bytes(16)
+
+
+def _with_raw_entry(good: Path, name: str, data: bytes) -> bytes:
+    """The cache ``good`` with the zip entry ``name`` replaced by raw ``data``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(out, "w") as target:
+        for entry in source.namelist():
+            target.writestr(entry, data if entry == name else source.read(entry))
+    return out.getvalue()
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -39,6 +39,7 @@ _READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
     NotImplementedError,  # zip entries with an unsupported compression method
+    MemoryError,  # a crafted .npy header can declare an absurd shape
 )
 
 # Bump when the per-CSV cache layout changes (parsers have their own versions in the key).
