@@ -343,10 +343,12 @@ def _load_published_bytes(data: bytes) -> None:
         _check_loaded(dataset)
 
 
-def _load_custom_bytes(data: bytes, labels: bytes, suffix: str = ".csv") -> None:
+def _load_custom_bytes(
+    data: bytes, labels: bytes, suffix: str = ".csv", label_file: str = "labels.toml"
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, f"sbj_1{suffix}").write_bytes(data)
-        Path(folder, "labels.toml").write_bytes(labels)
+        Path(folder, label_file).write_bytes(labels)
         try:
             dataset = load_custom(folder, cache=False)
         except DataError:
@@ -399,6 +401,17 @@ def test_custom_loader_csvish_text(data):
 ))
 def test_custom_label_map_random_text(labels):
     _load_custom_bytes(b"x,label\n1,0\n2,1\n", labels)
+
+
+@PROPERTY
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.lists(st.sampled_from(["id", "name", "0", "1", "-1", "null", "a", "", "x y", '"']),
+                      max_size=3), max_size=5)
+    .map(lambda rows: "\n".join(",".join(r) for r in [["id", "name"], *rows]).encode()),
+))
+def test_custom_labels_csv_random_text(labels):
+    _load_custom_bytes(b"x,label\n1,0\n2,1\n", labels, label_file="labels.csv")
 
 
 @PROPERTY
