@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
@@ -37,3 +38,23 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def write_bytes_atomic_unique(path: str | os.PathLike[str], data: bytes) -> None:
+    """Like :func:`write_bytes_atomic` but through a temporary name unique to this writer, for files
+    that several processes may build at the same moment (decoded-data caches): each writer renames
+    its own complete file into place and the last rename wins."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
+    temp = Path(name)
+    try:
+        with open(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)

@@ -357,6 +357,11 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
     if not run.name or "/" in run.name or run.name in (".", ".."):
         raise ConfigError(f"{source}: run.name {run.name!r} must be a plain folder name")
     _choice(data.dataset, available_datasets(), f"{source}: data.dataset")
+    if data.dataset == "custom" and not data.root:
+        raise ConfigError(
+            f"{source}: data.dataset = \"custom\" needs data.root = the folder of your data "
+            "(check it first with `fl-har data check DIR`)"
+        )
     _choice(data.channels, HAPT_CHANNELS, f"{source}: data.channels")
     _choice(data.normalization, NORMALIZATIONS, f"{source}: data.normalization")
     if data.window < 2:

@@ -17,6 +17,7 @@ records how much each client leaks (LeAcc, LnAcc, ClassAcc)."""
 EPILOG = """\
 examples:
   fl-har data info hapt                    inspect the real UCI HAPT data
+  fl-har data check my-data/               validate your own data (dataset "custom")
   fl-har run                               the default experiment (HAPT, DeepConvLSTM, 30 clients)
   fl-har run --config experiments/fedavg/s2.toml --set run.rounds=3
   fl-har sweep experiments/paper/sampling.toml   a grid of runs, resumable
@@ -48,8 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from fl_har_app import data_cmd
+
     data = commands.add_parser(
-        "data", help="inspect HAR datasets", description="Inspect the HAR datasets fl-har reads."
+        "data",
+        help="inspect HAR datasets, check your own data",
+        description=data_cmd.DATA_DESCRIPTION,
+        epilog=data_cmd.DATA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_commands.add_parser("list", help="the datasets fl-har can load")
@@ -60,13 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         "share of a dataset. The first HAPT call decodes the installed data (a few seconds); "
         "later calls read the cache.",
     )
-    info.add_argument("name", help="dataset name: hapt, wear, wetlab or synthetic")
-    info.add_argument("--root", help="folder with sbj_<i>.csv files (wear, wetlab)")
+    info.add_argument("name", help="dataset name: hapt, wear, wetlab, synthetic or custom")
+    info.add_argument("--root", help="data folder (wear, wetlab: sbj_<i>.csv files; custom)")
     info.add_argument(
         "--channels", default="acc", choices=["acc", "acc+gyro"], help="HAPT sensor channels"
     )
     info.add_argument("--window", type=int, default=50, help="window length in samples")
     info.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1)")
+    data_cmd.add_check_parser(data_commands)
 
     commands.add_parser(
         "attacks",
@@ -152,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return data_cmd.list_datasets()
             if args.data_command == "info":
                 return data_cmd.info(args)
+            if args.data_command == "check":
+                return data_cmd.check(args)
             parser.parse_args(["data", "--help"])
         if args.command == "deploy":
             from fl_har_app import run_cmd

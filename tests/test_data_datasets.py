@@ -18,7 +18,7 @@ from fl_har.data import (
 
 def test_available_datasets():
     names = available_datasets()
-    assert set(names) == {"hapt", "wear", "wetlab", "synthetic"}
+    assert set(names) == {"hapt", "wear", "wetlab", "custom", "synthetic"}
     assert all(isinstance(text, str) and text for text in names.values())
 
 

@@ -11,6 +11,12 @@ from fl_har.data.gaps import GapTooLongError, fill_short_gaps, missing_runs
 from fl_har.data.published import WEAR, WETLAB
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    # Parsed CSVs are cached: keep these tests' cache out of the user's ~/.cache.
+    monkeypatch.setenv("FL_HAR_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.mark.parametrize("layout", [WEAR, WETLAB], ids=["wear", "wetlab"])
 def test_loads_published_layout(layout, tmp_path):
     written = write_published_folder(tmp_path, layout, {0: 300, 1: 120, 12: 200})

@@ -105,6 +105,8 @@ class HARDataset:
         if rec.num_samples and (rec.labels.min() < 0 or rec.labels.max() >= num_classes):
             bad = rec.labels[(rec.labels < 0) | (rec.labels >= num_classes)][0]
             raise DataError(f"{where}: label {int(bad)} outside 0..{num_classes - 1}")
+        # NaN/inf inputs would only surface rounds later as non-finite model weights.
+        check_finite(rec.signals, where, self.channel_names)
 
     @property
     def subjects(self) -> tuple[int, ...]:
@@ -143,6 +145,21 @@ class HARDataset:
             for rec in self.subject_recordings(s):
                 counts += np.bincount(rec.labels, minlength=self.num_classes)
         return counts
+
+
+def check_finite(signals: np.ndarray, where: str, channel_names: tuple[str, ...] = ()) -> None:
+    """A :class:`DataError` naming ``where``, the first sample and the channel of any NaN or
+    infinite value in ``signals`` [T, channels]."""
+    finite = np.isfinite(signals)
+    if finite.all():
+        return
+    row, channel = (int(i) for i in np.argwhere(~finite)[0])
+    name = channel_names[channel] if channel < len(channel_names) else str(channel)
+    count = int((~finite).sum())
+    raise DataError(
+        f"{where}: {count} non-finite sensor value(s) (NaN or infinite), the first at sample "
+        f"{row}, channel {name!r} ({signals[row, channel]}); sensor values must be finite numbers"
+    )
 
 
 def _id_ranges(ids: tuple[int, ...]) -> str:

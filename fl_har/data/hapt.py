@@ -13,15 +13,12 @@ uncompressed ``.npz`` (written atomically) so later loads take well under a seco
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
-import warnings
-import zipfile
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from fl_har.data.cache import CacheInvalid, header_int, read_npz_cache, write_npz_cache
 from fl_har.data.dataset import HARDataset, Recording
 from fl_har.data.errors import DataError
 from fl_har.data.legacy_pickle import load_frames_by_key
@@ -183,54 +180,49 @@ def _dataset_from_table(table: dict[str, np.ndarray], num_channels: int) -> HARD
     )
 
 
-def _read_cache(cache_file: Path, source_size: int) -> dict[str, np.ndarray] | None:
-    """The cached table, or None if absent, stale (other source size/version) or unreadable."""
-    if not cache_file.is_file():
-        return None
-    try:
-        with np.load(cache_file, allow_pickle=False) as archive:
-            if (
-                int(archive["format_version"]) != CACHE_FORMAT_VERSION
-                or int(archive["source_size"]) != source_size
-            ):
-                return None
-            table = {key: archive[key] for key in _CACHE_KEYS}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        warnings.warn(
-            f"HAPT cache {cache_file} is unreadable ({error}); decoding again", stacklevel=3
-        )
-        return None
-    if int(table["recording_lengths"].sum()) != len(table["labels"]) or table["signals"].shape != (
-        len(table["labels"]),
-        len(SOURCE_COLUMNS),
+def _check_table(table: dict[str, np.ndarray]) -> None:
+    signals, labels, lengths = table["signals"], table["labels"], table["recording_lengths"]
+    subjects = table["recording_subjects"]
+    if signals.dtype != np.float32 or signals.shape != (len(labels), len(SOURCE_COLUMNS)):
+        raise CacheInvalid(f"signals have dtype {signals.dtype} and shape {signals.shape}")
+    if labels.dtype != np.int64 or labels.ndim != 1:
+        raise CacheInvalid(f"labels have dtype {labels.dtype} and shape {labels.shape}")
+    if (
+        lengths.dtype != np.int64
+        or lengths.ndim != 1
+        or subjects.dtype != np.int64
+        or subjects.shape != lengths.shape
+        or (lengths < 0).any()
+        or int(lengths.sum()) != len(labels)
     ):
-        warnings.warn(f"HAPT cache {cache_file} is inconsistent; decoding again", stacklevel=3)
-        return None
-    return table
+        raise CacheInvalid("recording table is inconsistent with the samples")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        raise CacheInvalid(f"labels outside 0..{len(CLASS_NAMES) - 1}")
+    if not np.isfinite(signals).all():
+        raise CacheInvalid("non-finite signal values")
+
+
+def _read_cache(cache_file: Path, source_size: int) -> dict[str, np.ndarray] | None:
+    """The cached table, or None if absent, stale (other source size/version) or unreadable
+    (a warning names the file; see :func:`fl_har.data.cache.read_npz_cache`)."""
+
+    def is_current(archive) -> bool:
+        return (
+            header_int(archive, "format_version") == CACHE_FORMAT_VERSION
+            and header_int(archive, "source_size") == source_size
+        )
+
+    return read_npz_cache(cache_file, "HAPT", is_current, _CACHE_KEYS, _check_table)
 
 
 def _write_cache(cache_file: Path, table: dict[str, np.ndarray], source_size: int) -> None:
-    """Write the table atomically (temp file in the same folder + ``os.replace``)."""
-    temp_name = None
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=cache_file.parent, prefix=cache_file.stem, suffix=".tmp", delete=False
-        ) as handle:
-            temp_name = handle.name
-            np.savez(
-                handle,
-                format_version=np.int64(CACHE_FORMAT_VERSION),
-                source_size=np.int64(source_size),
-                **table,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, cache_file)
-    except OSError as error:
-        if temp_name is not None and os.path.exists(temp_name):
-            os.unlink(temp_name)
-        warnings.warn(
-            f"cannot write the HAPT cache {cache_file} ({error}); continuing without it",
-            stacklevel=3,
-        )
+    """Write the table atomically (unique temp file in the same folder + ``os.replace``)."""
+    write_npz_cache(
+        cache_file,
+        "HAPT",
+        {
+            "format_version": np.int64(CACHE_FORMAT_VERSION),
+            "source_size": np.int64(source_size),
+            **table,
+        },
+    )

@@ -18,10 +18,16 @@ import re
 from os import PathLike
 from pathlib import Path
 
+from fl_har.data.cache import cached_recordings
 from fl_har.data.dataset import HARDataset, Recording
 from fl_har.data.errors import DataError
-from fl_har.data.paths import default_data_dir
-from fl_har.data.subject_csv import DEFAULT_MAX_GAP, CsvLayout, read_subject_csv
+from fl_har.data.paths import default_cache_dir, default_data_dir
+from fl_har.data.subject_csv import (
+    DEFAULT_MAX_GAP,
+    PARSER_VERSION,
+    CsvLayout,
+    read_subject_csv,
+)
 
 WEAR = CsvLayout(
     name="wear",
@@ -108,18 +114,39 @@ def subject_files(layout: CsvLayout, root: str | PathLike[str] | None) -> dict[i
 
 
 def load_published_csv(
-    name: str, root: str | PathLike[str] | None = None, *, max_gap: int | None = DEFAULT_MAX_GAP
+    name: str,
+    root: str | PathLike[str] | None = None,
+    *,
+    max_gap: int | None = DEFAULT_MAX_GAP,
+    cache: bool = True,
+    cache_dir: str | PathLike[str] | None = None,
 ) -> HARDataset:
-    """WEAR or Wetlab from per-subject CSVs; ``max_gap`` is the gap-repair limit in samples."""
+    """WEAR or Wetlab from per-subject CSVs; ``max_gap`` is the gap-repair limit in samples.
+
+    Parsed files are cached (``cache=True``) in ``cache_dir`` (default
+    :func:`fl_har.data.paths.default_cache_dir`) under ``csv/``, keyed by the file's content, the
+    parser version and ``max_gap``: later loads skip the CSV parsing (see :mod:`fl_har.data.cache`).
+    """
     layout = LAYOUTS[name]
     if max_gap is not None and (
         isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0
     ):
         raise DataError(f"{name}: max_gap must be a non-negative int or None, got {max_gap!r}")
-    recordings: dict[int, tuple[Recording, ...]] = {
-        subject: (read_subject_csv(path, layout, max_gap),)
-        for subject, path in subject_files(layout, root).items()
-    }
+    folder = resolve_cache_dir(cache, cache_dir, name)
+    key_parts = (f"parser-{PARSER_VERSION}", f"max_gap-{max_gap}", *layout.header,
+                 "|", *layout.activity_names)
+    recordings: dict[int, tuple[Recording, ...]] = {}
+    for subject, path in subject_files(layout, root).items():
+        parsed = cached_recordings(
+            path,
+            kind=layout.name,
+            key_parts=key_parts,
+            num_channels=len(layout.channel_names),
+            num_classes=len(layout.class_names),
+            cache_dir=folder,
+            parse=lambda path=path: [read_subject_csv(path, layout, max_gap)],
+        )
+        recordings[subject] = tuple(parsed)
     return HARDataset(
         name=layout.name,
         class_names=layout.class_names,
@@ -127,3 +154,14 @@ def load_published_csv(
         sampling_rate=layout.sampling_rate,
         recordings=recordings,
     )
+
+
+def resolve_cache_dir(
+    cache: bool, cache_dir: str | PathLike[str] | None, name: str
+) -> Path | None:
+    """The cache folder to use (None = caching off), with the options checked."""
+    if not isinstance(cache, bool):
+        raise DataError(f"{name}: cache must be true or false, got {cache!r}")
+    if not cache:
+        return None
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 
+from fl_har.data.custom import load_custom
 from fl_har.data.dataset import HARDataset
 from fl_har.data.errors import DataError
 from fl_har.data.hapt import load_hapt
@@ -61,6 +62,12 @@ _DATASETS = {
         _load_synthetic,
         make_synthetic,
     ),
+    "custom": _Entry(
+        "your own data: a folder of per-subject CSV/Parquet files plus labels.toml or labels.csv "
+        "(root = the folder; check it with `fl-har data check DIR`)",
+        load_custom,
+        load_custom,
+    ),
 }
 
 
@@ -90,7 +97,10 @@ def load_dataset(
       another copy of ``HAPT.pkl.gz`` (default: the installed package's file).
     - ``wear`` / ``wetlab``: ``root`` = folder of ``sbj_<i>.csv`` (default ``$FL_HAR_DATA/<name>``
       or ``~/fl-har-data/<name>``); ``max_gap=5`` (samples of missing sensor values interpolated per
-      gap; ``None`` = any length).
+      gap; ``None`` = any length); ``cache=True``, ``cache_dir`` (parsed files are cached, keyed by
+      their content).
+    - ``custom``: ``root`` = a folder in the layout of :mod:`fl_har.data.custom` (required);
+      ``max_gap``, ``cache``, ``cache_dir`` as for WEAR/Wetlab.
     - ``synthetic``: ``num_subjects=4, num_classes=6`` (incl. NULL), ``num_channels=3,
       samples_per_subject=6000, seed=0, recordings_per_subject=2``.
 

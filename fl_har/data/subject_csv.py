@@ -33,6 +33,8 @@ SUBJECT_COLUMN = "sbj_id"
 LABEL_COLUMN = "label"
 MISSING_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A"})
 DEFAULT_MAX_GAP = 5  # samples: 0.1 s at 50 Hz, a few dropped packets
+# Bump whenever parsing changes what a file decodes to: cached arrays of older versions are ignored.
+PARSER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def read_subject_csv(
     for channel, name in enumerate(layout.channel_names):
         values = _parse_sensor_column(path, name, columns[1 + channel], line_of)
         try:
-            signals[:, channel] = fill_short_gaps(values, max_gap)
+            with np.errstate(over="ignore"):  # overflow to inf is reported below
+                signals[:, channel] = fill_short_gaps(values, max_gap)
         except GapTooLongError as error:
             gap = error.gap
             raise DataError(
@@ -84,12 +87,29 @@ def read_subject_csv(
                 f"most max_gap={max_gap} samples are interpolated (pass a larger max_gap, or "
                 "max_gap=None, to interpolate longer gaps)"
             ) from None
+    check_float32_range(path, signals, layout.channel_names, line_of)
     labels = _parse_labels(path, columns[-1], layout, line_of)
     return Recording(signals=signals, labels=labels)
 
 
-def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[str]], list[int]]:
-    """Header, data rows (blank lines skipped) and each row's line number; checks field counts."""
+def check_float32_range(
+    path: Path, signals: np.ndarray, channel_names: Sequence[str], line_of: np.ndarray
+) -> None:
+    """Finite decimals beyond float32's range (|x| > 3.4e38) become inf when stored: name them."""
+    finite = np.isfinite(signals)
+    if not finite.all():
+        row, channel = (int(i) for i in np.argwhere(~finite)[0])
+        raise DataError(
+            f"{path}: line {line_of[row]}, column {channel_names[channel]!r}: value overflows "
+            "32-bit floats (|x| > 3.4e38); sensor values must be finite"
+        )
+
+
+def _read_rows(
+    path: Path, num_fields: int | None, header_only: bool = False
+) -> tuple[tuple[str, ...], list[list[str]], list[int]]:
+    """Header, data rows (blank lines skipped) and each row's line number; checks field counts
+    (``num_fields=None``: as many as the header)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -100,13 +120,17 @@ def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[
                 )
             rows: list[list[str]] = []
             line_numbers: list[int] = []
-            for row in reader:
+            expected = len(header) if num_fields is None else num_fields
+            for row in [] if header_only else reader:
                 if not row:
                     continue
-                if len(row) != num_fields:
+                if len(row) != expected:
                     raise DataError(
-                        f"{path}: line {reader.line_num} has {len(row)} fields, "
-                        f"expected {num_fields} (sbj_id, the sensor columns, label)"
+                        f"{path}: line {reader.line_num} has {len(row)} fields, expected "
+                        f"{expected} ("
+                        + ("one per header column" if num_fields is None
+                           else "sbj_id, the sensor columns, label")
+                        + ")"
                     )
                 rows.append(row)
                 line_numbers.append(reader.line_num)
@@ -114,6 +138,8 @@ def _read_rows(path: Path, num_fields: int) -> tuple[tuple[str, ...], list[list[
         raise DataError(f"{path}: not UTF-8 text ({error})") from None
     except csv.Error as error:
         raise DataError(f"{path}: malformed CSV ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file ({error.strerror or error})") from None
     return tuple(field.strip() for field in header), rows, line_numbers
 
 
