@@ -39,6 +39,14 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ray_address_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", default=None,
+        help="attach to a running Ray cluster (IP:PORT of `ray start --head`, or auto) instead "
+        "of starting Ray; default: $RAY_ADDRESS if set",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fl-har",
@@ -100,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing run directory"
     )
     run.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
+    add_ray_address_arg(run)
     run.add_argument("--inject-failure", default="", metavar="PARTITION:ROUND", help=argparse.SUPPRESS)
 
     from fl_har_app import sweep_cmd

@@ -44,6 +44,9 @@ def add_parser(commands) -> None:
     )
     sweep.add_argument("--list", action="store_true", help="list the runs and their state; run nothing")
     sweep.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
+    from fl_har_app.main import add_ray_address_arg
+
+    add_ray_address_arg(sweep)
 
 
 def _run_dir(sweep: Sweep, run: SweepRun) -> Path:
@@ -240,16 +243,19 @@ def sweep(args: argparse.Namespace) -> int:
                     first = clock["first_round_done"] - clock["launch"]
                     timing["startup_seconds"] = max(first - steady, 0.0)
 
+        from fl_har.stopping import StopSignal
         from fl_har_app.launcher import start_simulation
         from strategies.server_app import make_sweep_server_app
 
+        stop = StopSignal(resume_hint="rerun the same sweep command to resume")
         server_app = make_sweep_server_app(
             [(run.config, opener(run)) for run in todo],
-            on_run_start=on_run_start, on_run_end=on_run_end, progress=on_round,
+            on_run_start=on_run_start, on_run_end=on_run_end, progress=on_round, stop=stop,
         )
         num_nodes = max(len(dataset_for(run.config).subjects) for run in todo)
         cpus = max(run.config.simulation.cpus_per_client for run in todo)
-        start_simulation(server_app, num_nodes, cpus_per_client=cpus, verbose=args.verbose)
+        start_simulation(server_app, num_nodes, cpus_per_client=cpus, verbose=args.verbose,
+                         ray_address=args.ray_address, stop=stop, on_abort=[bar.stop])
     manifest["timing"]["sweep_wall_seconds"] = time.perf_counter() - started
     manifest["timing"]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json_atomic(manifest_path, manifest)
