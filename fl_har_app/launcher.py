@@ -79,7 +79,10 @@ def ray_init_args(address: str | None, *, verbose: bool = False) -> dict:
     if address:
         args["address"] = address
     else:
-        args.update(num_cpus=os.cpu_count() or 1, num_gpus=0, include_dashboard=False)
+        # "local": a new private instance even if a cluster was recorded in
+        # /tmp/ray/ray_current_cluster (plain ray.init() would attach to that one)
+        args.update(address="local", num_cpus=os.cpu_count() or 1, num_gpus=0,
+                    include_dashboard=False)
     return args
 
 
@@ -121,13 +124,9 @@ def _start_watchdog(session_dir: str) -> subprocess.Popen | None:
     )
 
 
-def _end_session(session_dir: str, *, exclude: Iterable[int] = (), tree: bool = False) -> None:
-    """End every process of the local Ray session (none when attached to a cluster), and with
-    ``tree`` every process below this one, except ``exclude``."""
+def _end_session(pids: Iterable[int], *, exclude: Iterable[int] = ()) -> None:
+    """End ``pids`` (a snapshot of the local session's processes), except ``exclude``."""
     skip = set(exclude)
-    pids = [*reaper.session_processes(session_dir)]
-    if tree:
-        pids.extend(reaper.descendants(os.getpid()))
     reaper.terminate([pid for pid in pids if pid not in skip])
 
 
@@ -167,13 +166,17 @@ def _stop_on_signals(
             error_console.print(f"[yellow]interrupted[/] ({name})")
         watchdog = session.get("watchdog")
         if session.get("local"):  # never the processes of a cluster we attached to
-            _end_session(session.get("dir", ""), exclude=[watchdog.pid] if watchdog else [],
-                         tree=True)
+            pids = [*reaper.session_tree(session.get("dir", "")),
+                    *reaper.descendants(os.getpid())]
+            _end_session(pids, exclude=[watchdog.pid] if watchdog else [])
         console.file.flush()
         error_console.file.flush()
         os._exit(code)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # ray.init replaces the SIGTERM handler with its own (sys.exit, which then waits for
+    # Flower's threads and aborts): the launcher calls this again once Ray is up
+    session["install"] = lambda: [signal.signal(sig, handler) for sig in previous]
     try:
         yield
     finally:
@@ -223,6 +226,8 @@ def start_simulation(
             ray.shutdown()
         session["local"] = address is None
         session["dir"] = _init_ray(address, verbose)
+        if "install" in session:
+            session["install"]()
         session["watchdog"] = _start_watchdog(session["dir"])
         try:
             with warnings.catch_warnings():
@@ -235,11 +240,13 @@ def start_simulation(
                     verbose_logging=verbose,
                 )
         finally:
+            # ray.shutdown leaves the raylet's agents running for a minute or two, and once
+            # the raylet is gone they can no longer be found: take the tree first. The
+            # watchdog (its command line names the session too) is no longer needed either.
+            tree = reaper.session_tree(session["dir"])
             if ray.is_initialized():
                 ray.shutdown()
-            # ray.shutdown leaves the raylet's agents running for a minute or two; the watchdog
-            # (its command line names the session too) is no longer needed either
-            _end_session(session["dir"])
+            _end_session([*tree, *reaper.session_tree(session["dir"])])
             if session["watchdog"] is not None:
                 session["watchdog"].wait(timeout=5)
 

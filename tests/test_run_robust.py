@@ -4,6 +4,7 @@ Ctrl-C / SIGTERM stop a run within seconds and leave it resumable, nothing of Ra
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -393,14 +394,14 @@ def test_ray_address_from_the_flag_or_the_environment(monkeypatch):
     assert attach["address"] == "127.0.0.1:7000"
     assert not {"num_cpus", "num_gpus", "include_dashboard"} & set(attach)
     local = ray_init_args(None)
-    assert local["include_dashboard"] is False and "address" not in local
+    assert local["include_dashboard"] is False and local["address"] == "local"
 
 
 # -- slow: real Flower/Ray runs in a subprocess ---------------------------------------------------
 
 
-def start_run(out: Path, *sets: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "fl_har_app", "run", "--out", str(out)]
+def start_run(out: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    args = [sys.executable, "-m", "fl_har_app", "run", "--out", str(out), *extra]
     for item in [*SMALL, "model.name=tinyhar", "attacks.names=llg", *sets]:
         args += ["--set", item]
     env = dict(os.environ, COLUMNS="120")
@@ -453,15 +454,14 @@ def test_ctrl_c_stops_within_seconds_keeps_rounds_and_resume_continues(tmp_path)
 
 
 def session_dirs(pids):
+    """The Ray session folders named on the command lines of ``pids``."""
     dirs = set()
     for pid in pids:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        for part in cmdline.split("\0"):
-            if "--session-dir=" in part or "--session_dir=" in part:
-                dirs.add(part.split("=", 1)[1])
+        dirs.update(re.findall(r"--session[-_]dir=(\S*?/session_[^/\s\x00]+)", cmdline))
     return dirs
 
 
@@ -471,17 +471,19 @@ def test_nothing_of_the_ray_session_outlives_a_terminated_or_killed_driver(tmp_p
     proc = start_run(tmp_path, "run.rounds=500")
     wait_for_round(proc, tmp_path / "hapt-default" / "meta.json")
     tree = reaper.descendants(proc.pid)
-    [session] = session_dirs(tree)
-    assert reaper.session_processes(session)
+    sessions = session_dirs(tree)
+    assert any(reaper.session_processes(session) for session in sessions)
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (
-            [p for p in tree if reaper.alive(p)] or reaper.session_processes(session)):
+    def left() -> list[int]:
+        return [p for p in tree if reaper.alive(p)] + [
+            p for session in sessions for p in reaper.session_processes(session)]
+
+    while time.monotonic() < deadline and left():
         time.sleep(0.25)
-    assert not [p for p in tree if reaper.alive(p)]
-    assert not reaper.session_processes(session)
+    assert not left(), sessions
 
 
 @pytest.mark.slow
@@ -507,3 +509,66 @@ def test_stragglers_time_out_and_every_fault_is_recorded_on_ray(tmp_path):
     causes = dict(zip(updates["partition"], updates["cause"], strict=True))
     assert causes == {p: "timeout" if slow[p] else "dropout" if dropped[p] else ""
                       for p in range(4)}
+
+
+def raylet_of(pid: int) -> int | None:
+    """The raylet (Ray node) a worker process runs under."""
+    while pid > 1:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        if b"raylet/raylet" in cmdline.split(b"\0")[0]:
+            return pid
+        pid = int(stat[stat.rfind(")") + 2:].split()[1])
+    return None
+
+
+def client_actor_nodes(root: int) -> set[int]:
+    nodes = set()
+    for pid in reaper.descendants(root):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ClientAppActor" in cmdline:
+            node = raylet_of(pid)
+            if node is not None:
+                nodes.add(node)
+    return nodes
+
+
+@pytest.mark.slow
+def test_attached_two_node_cluster_runs_clients_on_both_nodes_with_local_attack_rows(
+        tmp_path, monkeypatch):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # Cluster() records itself in /tmp/ray/ray_current_cluster, where any plain ray.init() on
+    # this machine would find it: keep it private to this test.
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *a, **k: None)
+    sets = ("run.rounds=2", "attacks.names=llg,ebi")
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+    nodes: set[int] = set()
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        proc = start_run(tmp_path / "cluster", *sets, extra=("--ray-address", cluster.address))
+        while proc.poll() is None:
+            nodes |= client_actor_nodes(os.getpid())
+            time.sleep(0.3)
+        out, err = proc.communicate()
+        assert proc.returncode == 0, out + err
+    finally:
+        cluster.shutdown()
+    assert len(nodes) == 2  # the two raylets of the cluster each ran a client actor
+    local = start_run(tmp_path / "local", *sets)
+    out, err = local.communicate(timeout=600)
+    assert local.returncode == 0, out + err
+    drop = ["attack_seconds"]
+    on_cluster = pd.read_parquet(tmp_path / "cluster" / "hapt-default" / "attacks.parquet")
+    on_one = pd.read_parquet(tmp_path / "local" / "hapt-default" / "attacks.parquet")
+    assert len(on_cluster) == 2 * 3 * 2
+    pd.testing.assert_frame_equal(on_cluster.drop(columns=drop), on_one.drop(columns=drop))
