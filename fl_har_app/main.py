@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a federated experiment on Flower's simulation engine (Ray): every "
         "client subject is a simulated node; the server attacks every update and writes results "
         "to OUT/<run.name> as rounds finish. Exit status 0 only if the run finished and no "
-        "client failed (unless run.allow_client_failures).",
+        "client failed (unless run.allow_client_failures); Ctrl-C stops within seconds with "
+        "status 130 (SIGTERM: 143), keeping the finished rounds for --resume.",
     )
     _add_config_args(run)
     run.add_argument("--out", metavar="DIR", help="parent folder of run directories (run.out)")
