@@ -400,11 +400,12 @@ def test_ray_address_from_the_flag_or_the_environment(monkeypatch):
 # -- slow: real Flower/Ray runs in a subprocess ---------------------------------------------------
 
 
-def start_run(out: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_run(out: Path, *sets: str, extra: tuple[str, ...] = (),
+              env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "fl_har_app", "run", "--out", str(out), *extra]
     for item in [*SMALL, "model.name=tinyhar", "attacks.names=llg", *sets]:
         args += ["--set", item]
-    env = dict(os.environ, COLUMNS="120")
+    env = dict(os.environ, COLUMNS="120", **(env or {}))
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
 
@@ -555,7 +556,10 @@ def test_attached_two_node_cluster_runs_clients_on_both_nodes_with_local_attack_
     try:
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
-        proc = start_run(tmp_path / "cluster", *sets, extra=("--ray-address", cluster.address))
+        # Ray rewrites a 127.0.0.1 address to the host's network address (for multi-host
+        # clusters), where this loopback-only cluster does not listen; this keeps it on loopback.
+        proc = start_run(tmp_path / "cluster", *sets, extra=("--ray-address", cluster.address),
+                         env={"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
         while proc.poll() is None:
             nodes |= client_actor_nodes(os.getpid())
             time.sleep(0.3)
