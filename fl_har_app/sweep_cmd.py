@@ -134,6 +134,19 @@ def _state_table(sweep: Sweep, states: dict[str, tuple[str, int]]) -> Table:
     return table
 
 
+def _check_inputs(runs: list[SweepRun]) -> None:
+    """Before anything is written or started: every dataset loads and every checkpoint named in
+    model.init exists (those of 'pretrained' cells are made by the sweep itself)."""
+    from fl_har.config import ConfigError
+    from fl_har.federation import dataset_for
+
+    for run in runs:
+        init = run.config.model.init
+        if run.pretrain_key is None and init != "untrained" and not Path(init).is_file():
+            raise ConfigError(f"{run.run_id}: model.init checkpoint {init} does not exist")
+        dataset_for(run.config)
+
+
 def sweep(args: argparse.Namespace) -> int:
     import attacks
     from fl_har.federation import dataset_for
@@ -150,6 +163,7 @@ def sweep(args: argparse.Namespace) -> int:
     # A run that did all its rounds but failed (a client failed) is final: delete its folder to
     # run it again. Partial runs are resumed.
     todo = [run for run in spec.runs if states[run.run_id][0] not in ("finished", "failed")]
+    _check_inputs(todo)
     manifest_path = spec.out_dir / MANIFEST
     manifest = {
         "sweep": spec.name, "source": str(spec.source), "folds": spec.folds,

@@ -576,3 +576,18 @@ def test_attached_two_node_cluster_runs_clients_on_both_nodes_with_local_attack_
     on_one = pd.read_parquet(tmp_path / "local" / "hapt-default" / "attacks.parquet")
     assert len(on_cluster) == 2 * 3 * 2
     pd.testing.assert_frame_equal(on_cluster.drop(columns=drop), on_one.drop(columns=drop))
+
+
+def test_a_sweep_with_a_missing_checkpoint_fails_before_writing_anything(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(tomli_w.dumps({
+        "sweep": {"name": "grid", "out": str(tmp_path / "out")},
+        "base": {"data": {"dataset": "synthetic"}, "model": {"init": str(tmp_path / "no.pt")}},
+        "grid": {"client.sampler": ["shuffle", "sequential"]},
+    }))
+    started = time.perf_counter()
+    assert main(["sweep", str(path)]) == 2
+    assert time.perf_counter() - started < 5
+    assert "no.pt does not exist" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()
+    assert not ray_is_running()
