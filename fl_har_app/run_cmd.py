@@ -116,6 +116,30 @@ def check_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool,
     return None
 
 
+def resume_view(config: ExperimentConfig, run_dir: Path) -> dict:
+    """The config to compare with a run's stored ``config.toml`` when resuming it.
+
+    A key that did not exist when the run was made (a newer fl-har added it) is absent from the
+    stored file; left at its default it cannot have changed the run, so it is dropped here
+    instead of blocking the resume. A non-default value still counts as a difference.
+    """
+    import tomllib
+
+    given = config.to_dict()
+    try:
+        stored = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return given  # RunStore.resume reports the missing or broken file
+    defaults = ExperimentConfig().to_dict()
+    view: dict = {}
+    for section, values in given.items():
+        kept = {key: value for key, value in values.items()
+                if key in stored.get(section, {}) or value != defaults[section][key]}
+        if kept or section in stored:
+            view[section] = kept
+    return view
+
+
 def check_inputs(config: ExperimentConfig):
     """Everything a run needs from disk, checked before Ray starts and before the run directory
     is created: the dataset's files, the held subjects and the initial model (a checkpoint of
@@ -149,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     with console.status("loading data ..."):
         plan = check_inputs(config)
     if args.resume:
-        store = RunStore.resume(run_dir, config.to_dict())
+        store = RunStore.resume(run_dir, resume_view(config, run_dir))
         console.print(f"resuming {run_dir} after round {store.last_finished_round}")
     else:
         store = RunStore.create(

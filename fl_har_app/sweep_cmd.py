@@ -219,7 +219,9 @@ def sweep(args: argparse.Namespace) -> int:
             def open_store() -> RunStore:
                 run_dir = _run_dir(spec, run)
                 if states[run.run_id][0] == "partial":
-                    return RunStore.resume(run_dir, run.config.to_dict())
+                    from fl_har_app.run_cmd import resume_view
+
+                    return RunStore.resume(run_dir, resume_view(run.config, run_dir))
                 return RunStore.create(run_dir, run.config.to_dict(), seed=run.config.run.seed,
                                        overwrite=True)
             return open_store

@@ -591,3 +591,20 @@ def test_a_sweep_with_a_missing_checkpoint_fails_before_writing_anything(tmp_pat
     assert "no.pt does not exist" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "out").exists()
     assert not ray_is_running()
+
+
+def test_runs_made_before_a_config_key_existed_can_still_be_resumed(tmp_path):
+    from fl_har.results import ResultsError
+    from fl_har_app.run_cmd import resume_view
+
+    config = load_config(None, [*SMALL, "run.rounds=2"])
+    old = config.to_dict()
+    del old["faults"]  # a run directory from before [faults]
+    RunStore.create(tmp_path / "old", old, seed=0)
+    with pytest.raises(ResultsError, match="faults.dropout: stored absent"):
+        RunStore.resume(tmp_path / "old", config.to_dict())
+    changed = config.replace(**{"faults.dropout": 0.5})
+    with pytest.raises(ResultsError, match="faults.dropout: stored absent, given 0.5"):
+        RunStore.resume(tmp_path / "old", resume_view(changed, tmp_path / "old"))
+    store = RunStore.resume(tmp_path / "old", resume_view(config, tmp_path / "old"))
+    assert store.last_finished_round == 0 and "faults" not in store.config
