@@ -248,7 +248,10 @@ def start_simulation(
                 ray.shutdown()
             _end_session([*tree, *reaper.session_tree(session["dir"])])
             if session["watchdog"] is not None:
-                session["watchdog"].wait(timeout=5)
+                try:
+                    session["watchdog"].wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    session["watchdog"].kill()
 
 
 def run_simulation(
