@@ -440,6 +440,9 @@ def test_ctrl_c_stops_within_seconds_keeps_rounds_and_resume_continues(tmp_path)
     done = state["last_finished_round"]
     assert done >= 1 and state["status"] == "failed"
     assert "interrupted by SIGINT" in state["message"]
+    deadline = time.monotonic() + 10  # killed processes (and the watchdog) take a moment
+    while [pid for pid in ray_tree if reaper.alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not [pid for pid in ray_tree if reaper.alive(pid)]
     rounds = pd.read_parquet(tmp_path / "hapt-default" / "rounds.parquet")
     assert list(rounds["round"]) == list(range(1, done + 1))
