@@ -13,12 +13,15 @@ step only).
 
 from __future__ import annotations
 
+import time
+
 import torch
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 import protocol
-from fl_har.config import from_flat
+from fl_har.config import ExperimentConfig, from_flat
+from fl_har.faults import client_faults
 from fl_har.federation import Participant, dataset_for, federation_plan
 
 app = ClientApp()
@@ -32,8 +35,11 @@ class InjectedFailure(RuntimeError):
     """Raised on purpose by the failure-injection test hook."""
 
 
-def _participant(flat_config: dict, partition_id: int) -> Participant:
-    config = from_flat(flat_config, source="train message config")
+class InjectedCrash(RuntimeError):
+    """Raised on purpose by a ``[faults]`` crash (recorded with cause ``crash``)."""
+
+
+def _participant(config: ExperimentConfig, partition_id: int) -> Participant:
     if _cache["config"] != config:
         _cache["config"], _cache["participants"] = config, {}
     participants: dict[int, Participant] = _cache["participants"]  # type: ignore[assignment]
@@ -66,7 +72,9 @@ def train(msg: Message, context: Context) -> Message:
         return _train(msg, partition_id)
     except Exception as exc:  # noqa: BLE001 -- reported to the server, which records it
         reason = f"partition {partition_id}: {type(exc).__name__}: {exc}"
-        return Message(Error(code=protocol.CLIENT_TRAINING_FAILED, reason=reason), reply_to=msg)
+        code = (protocol.CLIENT_CRASHED if isinstance(exc, InjectedCrash)
+                else protocol.CLIENT_TRAINING_FAILED)
+        return Message(Error(code=code, reason=reason), reply_to=msg)
 
 
 def _train(msg: Message, partition_id: int) -> Message:
@@ -76,8 +84,20 @@ def _train(msg: Message, partition_id: int) -> Message:
     failure = str(flat.get(protocol.FAILURE_KEY, ""))
     if failure and failure == f"{partition_id}:{run_round}":
         raise InjectedFailure(f"injected failure of partition {partition_id} in round {run_round}")
-    participant = _participant(flat, partition_id)
+    config = from_flat(flat, source="train message config")
+    participant = _participant(config, partition_id)
+    faults = client_faults(config, partition_id, participant.subject, run_round)
+    if faults.dropout:
+        # The update never reaches the server; the simulation says so at once instead of
+        # holding an actor until the round's timeout.
+        reason = (f"partition {partition_id}: dropped out in round {run_round} "
+                  f"(faults.dropout = {config.faults.dropout})")
+        return Message(Error(code=protocol.CLIENT_DROPPED_OUT, reason=reason), reply_to=msg)
+    if faults.delay:
+        time.sleep(faults.delay)  # a straggler: late, and lost if past simulation.timeout
     update = participant.train_round(global_state, run_round)
+    if faults.crash:
+        raise InjectedCrash(f"crashed in round {run_round} (faults.crash_round, crash_clients)")
     reply = protocol.TrainReply(
         state=update.state_dict,
         num_examples=int(update.label_counts.sum()),

@@ -27,6 +27,8 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
 - ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
   them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
+- ``[faults]``: injected client faults (``dropout``, ``straggler_probability``,
+  ``straggler_delay``, ``crash_round``, ``crash_clients``), seeded from the run seed.
 
 Flower's run config holds only scalars, so list values may also be written as comma-separated
 strings (``clients = "1-10,12"``, ``names = "llg,ebi"``); :func:`to_flat` / :func:`from_flat` convert
@@ -153,6 +155,39 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class FaultsConfig:
+    """Injected faults, for experiments on unreliable fleets (all off by default).
+
+    Every draw comes from ``derive_seed(run.seed, Stream.FAULTS, round, partition)``, so the same
+    seed reproduces the same faults whatever the cohort or the order of replies. Each fault is
+    recorded in ``updates.parquet`` (status ``failed``, ``cause``) and ``failures.csv``.
+
+    Parameters
+    ----------
+    dropout : float
+        Per round and client, the probability that the client does not answer (it drops out
+        before training; the server records cause ``dropout``).
+    straggler_probability : float
+        Per round and client, the probability that the client is slow: it waits
+        ``straggler_delay`` seconds before training. Longer than ``simulation.timeout``, its
+        update is lost (cause ``timeout``).
+    straggler_delay : float
+        Seconds a straggler waits (>= 0).
+    crash_round : int
+        The round in which the ``crash_clients`` raise during the round, after local training
+        and before replying (0 = no crash; cause ``crash``). They answer again in later rounds.
+    crash_clients : tuple of int
+        Subject ids of the clients that crash in ``crash_round``.
+    """
+
+    dropout: float = 0.0
+    straggler_probability: float = 0.0
+    straggler_delay: float = 0.0
+    crash_round: int = 0
+    crash_clients: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -161,6 +196,7 @@ class ExperimentConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (tuples as lists), as written to a run's ``config.toml``."""
@@ -188,13 +224,28 @@ _SECTION_TYPES: dict[str, type] = {
     "server": ServerConfig,
     "attacks": AttacksConfig,
     "simulation": SimulationConfig,
+    "faults": FaultsConfig,
 }
+
+
+# Flower's run config and the results tables store integers as signed 64-bit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# More subject ids than any HAR study has: a typo such as "1-1000000000" fails here, not in RAM.
+MAX_SUBJECTS = 100_000
+
+
+def _subject_id(item: Any, where: str) -> int:
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise ConfigError(f"{where}: subject ids must be integers, got {item!r}")
+    if not 0 <= item <= INT64_MAX:
+        raise ConfigError(f"{where}: subject id {item} must be an integer >= 0")
+    return item
 
 
 def parse_subjects(value: Any, where: str) -> tuple[int, ...]:
     """Subject ids from an int, a list of ints or a string like ``"1-5,8, 10"``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value,)
+        return (_subject_id(value, where),)
     if isinstance(value, str):
         items: list[int] = []
         for part in (p.strip() for p in value.split(",")):
@@ -203,30 +254,47 @@ def parse_subjects(value: Any, where: str) -> tuple[int, ...]:
             lo, dash, hi = part.partition("-")
             try:
                 if dash:
-                    items.extend(range(int(lo), int(hi) + 1))
+                    first, last = _subject_id(int(lo), where), _subject_id(int(hi), where)
+                    if last - first + len(items) >= MAX_SUBJECTS:
+                        raise ConfigError(
+                            f"{where}: {part!r} lists more than {MAX_SUBJECTS} subjects")
+                    items.extend(range(first, last + 1))
                 else:
-                    items.append(int(part))
-            except ValueError:
+                    items.append(_subject_id(int(part), where))
+            except ValueError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
                 raise ConfigError(
                     f"{where}: {part!r} is not a subject id or range (expected e.g. 3 or 1-10)"
                 ) from None
         return tuple(items)
-    if isinstance(value, Iterable):
-        out = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int):
-                raise ConfigError(f"{where}: subject ids must be integers, got {item!r}")
-            out.append(item)
-        return tuple(out)
+    if isinstance(value, list | tuple):
+        return tuple(_subject_id(item, where) for item in value)
     raise ConfigError(f"{where}: expected a list of subject ids or a string like '1-10,12'")
 
 
 def _parse_names(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        return tuple(p.strip() for p in value.split(",") if p.strip())
-    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: expected a list of names or a comma-separated string")
+        names = tuple(p.strip() for p in value.split(",") if p.strip())
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        names = tuple(value)
+    else:
+        raise ConfigError(f"{where}: expected a list of names or a comma-separated string")
+    for name in names:
+        _check_text(name, where)
+    return names
+
+
+def _check_text(value: str, where: str) -> str:
+    """Strings end up in paths, Flower messages and Parquet files: no NUL or other control
+    characters (a TOML escape such as \\u0000 can put one in)."""
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{where}: {value!r} contains the control character U+{ord(bad):04X}; "
+            "remove it (names and paths must be plain text)"
+        )
+    return value
 
 
 def _attack_options(values: Mapping[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
@@ -237,6 +305,8 @@ def _attack_options(values: Mapping[str, Any], where: str) -> tuple[tuple[str, A
             raise ConfigError(f"{where}.{key}: expected a single value, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
+        if isinstance(value, str):
+            _check_text(value, f"{where}.{key}")
         out.append((key, value))
     return tuple(out)
 
@@ -252,33 +322,60 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if isinstance(default, float):
         number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
         elif isinstance(value, str):
             try:
-                number = float(value)
-            except ValueError:
+                number = int(value)
+            except ValueError:  # also Python's limit on the digits of an int
                 pass
         if number is None:
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(number):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise ConfigError(f"{where}: {_short(number)} does not fit a 64-bit integer")
         return number
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if isinstance(default, float):
+        number = None
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) or isinstance(value, str):
+                number = float(value)
+        except ValueError:
+            pass
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
+        return number
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_short(value)}")
+        return _check_text(value, where)
     return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value, cut short (a 4000-digit number in an error message helps no one)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_folder_name(name: str, where: str) -> None:
+    """A name used as one folder under an output directory: no path separators, no ``..``."""
+    if (not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name
+            or name in (".", "..") or len(name.encode("utf-8", "replace")) > 255):
+        raise ConfigError(
+            f"{where} {name!r} must be a plain folder name (no '/', '\\', '..'; at most 255 "
+            "bytes): it names a folder inside the output directory"
+        )
+    _check_text(name, where)
 
 
 def _choice(value: str, choices: Iterable[str], where: str) -> None:
@@ -316,7 +413,7 @@ def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentCo
         for key, value in values.items():
             where = f"{source}: {name}.{key}"
             default = getattr(defaults, key)
-            if key in ("server_subjects", "eval_subjects"):
+            if key in ("server_subjects", "eval_subjects", "crash_clients"):
                 kwargs[key] = parse_subjects(value, where)
             elif key == "clients":
                 is_all = isinstance(value, str) and value.strip().lower() == "all"
@@ -354,8 +451,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(
             f"{source}: set run.clients_per_round or run.client_fraction, not both"
         )
-    if not run.name or "/" in run.name or run.name in (".", ".."):
-        raise ConfigError(f"{source}: run.name {run.name!r} must be a plain folder name")
+    check_folder_name(run.name, f"{source}: run.name")
     _choice(data.dataset, available_datasets(), f"{source}: data.dataset")
     if data.dataset == "custom" and not data.root:
         raise ConfigError(
@@ -431,6 +527,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
             f"{source}: server.lr = {config.server.lr} has no effect in the frozen regime (the "
             "global model is never updated); use run.regime = \"train\""
         )
+    _validate_faults(config, source)
     if not config.simulation.timeout > 0:
         raise ConfigError(
             f"{source}: simulation.timeout must be > 0 seconds (a client that has not replied "
@@ -438,6 +535,41 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         )
     if config.simulation.cpus_per_client <= 0:
         raise ConfigError(f"{source}: simulation.cpus_per_client must be > 0")
+
+
+def _validate_faults(config: ExperimentConfig, source: str) -> None:
+    faults = config.faults
+    for key in ("dropout", "straggler_probability"):
+        value = getattr(faults, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{source}: faults.{key} must be a probability in [0, 1], got {value}")
+    if faults.straggler_delay < 0:
+        raise ConfigError(
+            f"{source}: faults.straggler_delay must be >= 0 seconds, got {faults.straggler_delay}")
+    if faults.straggler_probability > 0 and faults.straggler_delay == 0:
+        raise ConfigError(
+            f"{source}: faults.straggler_probability = {faults.straggler_probability} needs a "
+            "faults.straggler_delay > 0 (seconds a straggler waits)"
+        )
+    if faults.crash_round < 0:
+        raise ConfigError(
+            f"{source}: faults.crash_round must be >= 0 (0 = no crash), got {faults.crash_round}")
+    if bool(faults.crash_round) != bool(faults.crash_clients):
+        raise ConfigError(
+            f"{source}: set faults.crash_round (>= 1) and faults.crash_clients (subject ids) "
+            "together"
+        )
+    if faults.crash_round > config.run.rounds:
+        raise ConfigError(
+            f"{source}: faults.crash_round = {faults.crash_round} is after the last round "
+            f"(run.rounds = {config.run.rounds})"
+        )
+    clients = config.data.clients
+    if clients != "all":
+        outside = sorted(set(faults.crash_clients) - set(clients))
+        if outside:
+            raise ConfigError(
+                f"{source}: faults.crash_clients {outside} are not in data.clients")
 
 
 def check_attacks(
@@ -461,7 +593,12 @@ def check_attacks(
     try:
         resolved = resolve_options(config.attacks.option_values())
     except ValueError as exc:
-        raise ConfigError(f"attacks: {exc}") from None
+        # The library's messages start with the option name ("llbg_confidence: ..."): name the
+        # config field the user wrote.
+        message = str(exc)
+        name = message.split(":", 1)[0]
+        field = f"attacks.{message}" if name in dict(config.attacks.options) else f"attacks: {message}"
+        raise ConfigError(field) from None
     options = tuple(sorted(resolved.items()))
     return dataclasses.replace(
         config, attacks=dataclasses.replace(config.attacks, options=options)
@@ -473,10 +610,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, eq, value = text.partition("=")
     key = key.strip()
     if not eq or "." not in key:
-        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. client.batch_size=50")
+        raise ConfigError(
+            f"--set {_short(text)}: expected section.key=value, e.g. client.batch_size=50")
+    bad = next((c for c in text if ord(c) < 32 and c != "\t" or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(
+            f"--set {_short(text)}: contains the control character U+{ord(bad):04X} (a NUL byte "
+            "or a line break); pass a single-line value"
+        )
     try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
+        document = tomllib.loads(f"v = {value}")
+        parsed = document["v"] if list(document) == ["v"] else value.strip()
+    except (ValueError, RecursionError):  # TOMLDecodeError, or a number or nesting too large
         parsed = value.strip()
     return key, parsed
 
@@ -487,10 +632,26 @@ def read_toml(
     """A TOML file's tables, or ``error`` naming the file (missing, or not valid TOML)."""
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise error(
+            f"{path}: the file starts with a UTF-8 byte-order mark (BOM), which TOML does not "
+            "allow; save it as UTF-8 without BOM (\"UTF-8\", not \"UTF-8 with signature\")"
+        )
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); TOML files "
+            "must be UTF-8: save it with UTF-8 encoding"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a number too long, or nesting too deep
+        raise error(f"{path}: not valid TOML: {type(exc).__name__}: {exc}") from None
 
 
 def load_config(
@@ -534,7 +695,8 @@ def from_flat(flat: Mapping[str, Any], *, source: str = "run config") -> Experim
     for key, value in flat.items():
         section, dot, name = key.partition(".")
         if dot and section in _SECTION_TYPES:
-            if isinstance(value, str) and name in ("server_subjects", "eval_subjects") and not value:
+            if (isinstance(value, str) and not value
+                    and name in ("server_subjects", "eval_subjects", "crash_clients")):
                 value = []
             nested.setdefault(section, {})[name] = value
     return from_dict(nested, source=source)

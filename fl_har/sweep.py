@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from fl_har.atomic import write_bytes_atomic
-from fl_har.config import ConfigError, ExperimentConfig, from_dict, parse_override, read_toml
+from fl_har.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_folder_name,
+    from_dict,
+    parse_override,
+    read_toml,
+)
 
 PRETRAINED = "pretrained"
 MANIFEST = "manifest.json"
@@ -165,8 +172,16 @@ def load_sweep(
         raise SweepError(f"{path}: unknown table(s) {sorted(unknown)}; valid: sweep, base, grid")
     meta = dict(raw.get("sweep", {}))
     pretrain_raw = meta.pop("pretrain", {})
-    name = name or str(meta.pop("name", path.stem))
+    given = name is not None
+    name = name if given else meta.pop("name", path.stem)
     meta.pop("name", None)
+    if not isinstance(name, str):
+        raise SweepError(f"{path}: sweep.name must be a string, got {name!r}")
+    try:
+        # the sweep's folder is <out>/<name>: a path here would write outside `out`
+        check_folder_name(name, "--name" if given else f"{path}: sweep.name")
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
     out = Path(str(meta.pop("out", "results")))
     folds = meta.pop("folds", 5)
     if meta:

@@ -40,6 +40,14 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ray_address_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", default=None,
+        help="attach to a running Ray cluster (IP:PORT of `ray start --head`, or auto) instead "
+        "of starting Ray; default: $RAY_ADDRESS if set",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fl-har",
@@ -96,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a federated experiment on Flower's simulation engine (Ray): every "
         "client subject is a simulated node; the server attacks every update and writes results "
         "to OUT/<run.name> as rounds finish. Exit status 0 only if the run finished and no "
-        "client failed (unless run.allow_client_failures).",
+        "client failed (unless run.allow_client_failures); Ctrl-C stops within seconds with "
+        "status 130 (SIGTERM: 143), keeping the finished rounds for --resume.",
     )
     _add_config_args(run)
     run.add_argument("--out", metavar="DIR", help="parent folder of run directories (run.out)")
@@ -108,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing run directory"
     )
     run.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
+    add_ray_address_arg(run)
     run.add_argument("--inject-failure", default="", metavar="PARTITION:ROUND", help=argparse.SUPPRESS)
 
     deploy = commands.add_parser(

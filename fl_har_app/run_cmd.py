@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -82,18 +83,108 @@ def leakage_table(clients, title: str) -> Table:
     return table
 
 
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists, or has nothing left to resume)."""
+
+
+def _stored_meta(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def check_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool,
+                  overwrite: bool) -> str | None:
+    """Refuse, before Ray starts, what the run directory cannot do; returns a note to print
+    instead of running (a finished run resumed with nothing left to do), else None."""
+    if resume:
+        meta = _stored_meta(run_dir)
+        if meta is None:
+            if not run_dir.is_dir():
+                raise RunDirError(f"cannot resume {run_dir}: it does not exist (start the run "
+                                  "without --resume)")
+            return None  # RunStore.resume explains what is wrong with it
+        done = int(meta.get("last_finished_round", 0))
+        if done < config.run.rounds:
+            return None
+        if meta.get("status") == "finished":
+            return (f"{run_dir} already finished all {done} rounds; nothing to resume (raise "
+                    f"run.rounds above {done} to extend it)")
+        raise RunDirError(
+            f"cannot resume {run_dir}: it ran all {done} rounds and ended {meta.get('status')}: "
+            f"{meta.get('message', '')}. Resuming would only repeat that (more rounds would "
+            "not undo the recorded failures): start it again with --overwrite (with --set "
+            "run.allow_client_failures=true to accept failed clients), or use another run.name"
+        )
+    if not overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"run directory {run_dir} already exists and is not empty: continue it with "
+            "--resume, replace it with --overwrite, or choose another --set run.name=... / --out"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} exists and is not a directory")
+    return None
+
+
+def resume_view(config: ExperimentConfig, run_dir: Path) -> dict:
+    """The config to compare with a run's stored ``config.toml`` when resuming it.
+
+    A key that did not exist when the run was made (a newer fl-har added it) is absent from the
+    stored file; left at its default it cannot have changed the run, so it is dropped here
+    instead of blocking the resume. A non-default value still counts as a difference.
+    """
+    import tomllib
+
+    given = config.to_dict()
+    try:
+        stored = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return given  # RunStore.resume reports the missing or broken file
+    defaults = ExperimentConfig().to_dict()
+    view: dict = {}
+    for section, values in given.items():
+        kept = {key: value for key, value in values.items()
+                if key in stored.get(section, {}) or value != defaults[section][key]}
+        if kept or section in stored:
+            view[section] = kept
+    return view
+
+
+def check_inputs(config: ExperimentConfig):
+    """Everything a run needs from disk, checked before Ray starts and before the run directory
+    is created: the dataset's files, the held subjects and the initial model (a checkpoint of
+    model.init must exist and fit the data). Returns the federation plan."""
+    from fl_har.federation import dataset_for, federation_plan, initial_model
+
+    if config.model.init != "untrained" and not Path(config.model.init).is_file():
+        from fl_har.config import ConfigError
+
+        raise ConfigError(
+            f"model.init: checkpoint {config.model.init} does not exist (train one with "
+            "fl-har pretrain --out FILE, or use model.init = \"untrained\")"
+        )
+    plan = federation_plan(config, dataset_for(config))
+    initial_model(config, plan)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
-    from fl_har.federation import dataset_for, federation_plan
     from fl_har.results import RunStore
+    from fl_har.stopping import StopSignal
 
     if args.out:
         args.overrides = [*args.overrides, f"run.out={Path(args.out).as_posix()!r}"]
     config = _load(args)
     run_dir = Path(config.run.out) / config.run.name
+    note = check_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)
+    if note is not None:
+        console.print(note)
+        return 0
     with console.status("loading data ..."):
-        plan = federation_plan(config, dataset_for(config))
+        plan = check_inputs(config)
     if args.resume:
-        store = RunStore.resume(run_dir, config.to_dict())
+        store = RunStore.resume(run_dir, resume_view(config, run_dir))
         console.print(f"resuming {run_dir} after round {store.last_finished_round}")
     else:
         store = RunStore.create(
@@ -106,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.run.regime} model, {config.run.rounds} rounds; attacks: "
         f"{', '.join(config.attacks.names)}\nresults: {run_dir}"
     )
+    stop = StopSignal(resume_hint="continue with the same command and --resume")
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]rounds"),
@@ -135,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             verbose=args.verbose,
             failure_injection=args.inject_failure,
+            ray_address=getattr(args, "ray_address", None),
+            stop=stop,
+            on_abort=[bar.stop],
         )
     elapsed = time.perf_counter() - started
     clients = store.client_table()
@@ -144,11 +239,14 @@ def run(args: argparse.Namespace) -> int:
         )
     meta = store.meta
     if status != "finished":
-        return fail(
-            f"run {meta.get('status', status)}: {meta.get('message', '')} "
-            f"(finished rounds are kept in {run_dir}; continue with --resume)",
-            code=1,
-        )
+        done = store.last_finished_round
+        if done >= config.run.rounds:
+            hint = (f"all {done} rounds are kept in {run_dir}; --resume would repeat this "
+                    "outcome: start again with --overwrite, or use another run.name")
+        else:
+            hint = f"finished rounds are kept in {run_dir}; continue with --resume"
+        return fail(f"run {meta.get('status', status)}: {meta.get('message', '')} ({hint})",
+                    code=1)
     console.print(f"[green]finished[/] in {elapsed:.0f} s; results in {run_dir}")
     return 0
 

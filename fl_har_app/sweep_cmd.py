@@ -45,6 +45,9 @@ def add_parser(commands) -> None:
     )
     sweep.add_argument("--list", action="store_true", help="list the runs and their state; run nothing")
     sweep.add_argument("--verbose", "-v", action="store_true", help="show Flower's and Ray's logs")
+    from fl_har_app.main import add_ray_address_arg
+
+    add_ray_address_arg(sweep)
 
 
 def _run_dir(sweep: Sweep, run: SweepRun) -> Path:
@@ -132,6 +135,19 @@ def _state_table(sweep: Sweep, states: dict[str, tuple[str, int]]) -> Table:
     return table
 
 
+def _check_inputs(runs: list[SweepRun]) -> None:
+    """Before anything is written or started: every dataset loads and every checkpoint named in
+    model.init exists (those of 'pretrained' cells are made by the sweep itself)."""
+    from fl_har.config import ConfigError
+    from fl_har.federation import dataset_for
+
+    for run in runs:
+        init = run.config.model.init
+        if run.pretrain_key is None and init != "untrained" and not Path(init).is_file():
+            raise ConfigError(f"{run.run_id}: model.init checkpoint {init} does not exist")
+        dataset_for(run.config)
+
+
 def sweep(args: argparse.Namespace) -> int:
     import attacks
     from fl_har.federation import dataset_for
@@ -153,6 +169,7 @@ def sweep(args: argparse.Namespace) -> int:
     # A run that did all its rounds but failed (a client failed) is final: delete its folder to
     # run it again. Partial runs are resumed.
     todo = [run for run in spec.runs if states[run.run_id][0] not in ("finished", "failed")]
+    _check_inputs(todo)
     manifest_path = spec.out_dir / MANIFEST
     manifest = {
         "sweep": spec.name, "source": str(spec.source), "folds": spec.folds,
@@ -208,7 +225,9 @@ def sweep(args: argparse.Namespace) -> int:
             def open_store() -> RunStore:
                 run_dir = _run_dir(spec, run)
                 if states[run.run_id][0] == "partial":
-                    return RunStore.resume(run_dir, run.config.to_dict())
+                    from fl_har_app.run_cmd import resume_view
+
+                    return RunStore.resume(run_dir, resume_view(run.config, run_dir))
                 return RunStore.create(run_dir, run.config.to_dict(), seed=run.config.run.seed,
                                        overwrite=True)
             return open_store
@@ -246,16 +265,19 @@ def sweep(args: argparse.Namespace) -> int:
                     first = clock["first_round_done"] - clock["launch"]
                     timing["startup_seconds"] = max(first - steady, 0.0)
 
+        from fl_har.stopping import StopSignal
         from fl_har_app.launcher import start_simulation
         from strategies.server_app import make_sweep_server_app
 
+        stop = StopSignal(resume_hint="rerun the same sweep command to resume")
         server_app = make_sweep_server_app(
             [(run.config, opener(run)) for run in todo],
-            on_run_start=on_run_start, on_run_end=on_run_end, progress=on_round,
+            on_run_start=on_run_start, on_run_end=on_run_end, progress=on_round, stop=stop,
         )
         num_nodes = max(len(dataset_for(run.config).subjects) for run in todo)
         cpus = max(run.config.simulation.cpus_per_client for run in todo)
-        start_simulation(server_app, num_nodes, cpus_per_client=cpus, verbose=args.verbose)
+        start_simulation(server_app, num_nodes, cpus_per_client=cpus, verbose=args.verbose,
+                         ray_address=args.ray_address, stop=stop, on_abort=[bar.stop])
     manifest["timing"]["sweep_wall_seconds"] = time.perf_counter() - started
     manifest["timing"]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json_atomic(manifest_path, manifest)

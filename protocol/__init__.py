@@ -48,6 +48,21 @@ TRAIN_SECONDS = "train-seconds"
 
 # Error codes of replies.
 CLIENT_TRAINING_FAILED = 100  # the client's local training raised
+CLIENT_DROPPED_OUT = 101  # injected fault: the client dropped out this round (faults.dropout)
+CLIENT_CRASHED = 102  # injected fault: the client crashed during the round (faults.crash_*)
+
+# What the server records as the cause of a missing update (updates table, column "cause").
+CAUSE_ERROR = "error"  # an error reply (the client raised, or Flower could not run it)
+CAUSE_DROPOUT = "dropout"
+CAUSE_CRASH = "crash"
+CAUSE_TIMEOUT = "timeout"  # no reply within simulation.timeout
+CAUSE_FOREIGN = "foreign-node"  # a reply from a node outside the experiment
+_CAUSES = {CLIENT_DROPPED_OUT: CAUSE_DROPOUT, CLIENT_CRASHED: CAUSE_CRASH}
+
+
+def failure_cause(error_code: int) -> str:
+    """The recorded cause of an error reply with ``error_code`` (any other code: ``error``)."""
+    return _CAUSES.get(int(error_code), CAUSE_ERROR)
 
 
 class ProtocolError(ValueError):

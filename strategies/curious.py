@@ -147,17 +147,22 @@ class CuriousStrategy(Strategy):
             node = msg.metadata.src_node_id
             slot = self.roster.slot(node)
             if msg.has_error():
-                self.recorder.record_failure(server_round, node, slot, msg.error.reason)
+                self.recorder.record_failure(server_round, node, slot, msg.error.reason,
+                                             protocol.failure_cause(msg.error.code))
             elif slot is None:
                 self.recorder.record_failure(
-                    server_round, node, None, "reply from a node outside the experiment")
+                    server_round, node, None, "reply from a node outside the experiment",
+                    protocol.CAUSE_FOREIGN)
             else:
                 valid.append((slot, msg))
+        # Flower returns only the replies that arrived within the round's timeout: every
+        # addressed node without one is a failure too, never silently left out.
         answered = {msg.metadata.src_node_id for msg in replies}
         for node in addressed:
             if node not in answered:
                 self.recorder.record_failure(
-                    server_round, node, self.roster.slot(node), "no reply (timed out)")
+                    server_round, node, self.roster.slot(node), "no reply (timed out)",
+                    protocol.CAUSE_TIMEOUT)
         valid.sort(key=lambda item: item[0].partition)
         for slot, msg in valid:
             truth = protocol.take_truth(msg.content)

@@ -68,15 +68,17 @@ class RoundRecorder:
         record.losses.append(reply.train_loss)
 
     def record_failure(
-        self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str
+        self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str,
+        cause: str = "error",
     ) -> None:
         """A reply that carried an error, a node that did not reply, or a reply from a node
-        outside the experiment."""
+        outside the experiment; ``cause`` (see :func:`protocol.failure_cause`) goes to the
+        updates table."""
         record = self._record(server_round)
         if slot is not None:
             record.update_rows.append({
                 "round": self.run_round(server_round), "partition": slot.partition,
-                "subject": slot.subject, "status": "failed",
+                "subject": slot.subject, "status": "failed", "cause": cause,
             })
         record.failures.append(
             {

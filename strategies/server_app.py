@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from fl_har.federation import (
 )
 from fl_har.results import RunStore
 from fl_har.seeding import Stream, derive_seed
+from fl_har.stopping import StopSignal
 from strategies.aggregators import build_aggregator
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
@@ -102,9 +104,11 @@ class RoundWriter:
         store: RunStore,
         recorder: RoundRecorder,
         progress: ProgressFn | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.stop = stop
         self.recorder = recorder
         self.progress = progress
         self.eval_x, self.eval_y = _held_windows(config, plan.eval_subjects)
@@ -133,8 +137,11 @@ class RoundWriter:
             round_row["eval_macro_f1"] = result.macro_f1
             round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
         round_row["round_seconds"] = time.perf_counter() - self._round_start
-        self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state,
-                                update_rows=record.update_rows)
+        # After a stop request (Ctrl-C) nothing more is committed: the run ends at its last
+        # finished round, even if this round saw replies of clients killed by the signal.
+        with _committing(self.stop):
+            self.store.record_round(run_round, record.attack_rows, round_row, record.failures,
+                                    state, update_rows=record.update_rows)
         self.failures += len(record.failures)
         if self.progress is not None:
             self.progress(run_round, self.config.run.rounds, round_row)
@@ -149,8 +156,15 @@ def run_server(
     *,
     progress: ProgressFn | None = None,
     failure_injection: str = "",
+    stop: StopSignal | None = None,
 ) -> str:
-    """Run (or continue) the federated experiment; returns the final status written to the store."""
+    """Run (or continue) the federated experiment; returns the final status written to the store.
+
+    ``stop``: set by a signal handler in another thread; rounds are no longer committed once a
+    stop is requested (see :mod:`fl_har.stopping`).
+    """
+    if stop is not None:
+        stop.attach(store)
     try:
         config = check_attacks(config, attacks.available(), attacks.resolve_options)
         store.describe_attacks({name: _attack_metadata(name) for name in config.attacks.names})
@@ -164,7 +178,7 @@ def run_server(
             model.load_state_dict(checkpoint[1])
         remaining = config.run.rounds - done
         if remaining <= 0:
-            return _finish(store, config, store.resumed_failures)
+            return _finish(store, config, store.resumed_failures, stop)
         recorder = RoundRecorder(round_offset=done)
         size = config.run.cohort_size(len(roster))
         strategy = CuriousStrategy(
@@ -176,7 +190,7 @@ def run_server(
             cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
                     if size < len(roster) else None),
         )
-        writer = RoundWriter(config, plan, store, recorder, progress)
+        writer = RoundWriter(config, plan, store, recorder, progress, stop)
         train_config = ConfigRecord(to_flat(config))
         train_config[protocol.ROUND_OFFSET_KEY] = done
         if failure_injection:
@@ -189,23 +203,30 @@ def run_server(
             train_config=train_config,
             evaluate_fn=writer,
         )
-        return _finish(store, config, writer.failures + store.resumed_failures)
+        return _finish(store, config, writer.failures + store.resumed_failures, stop)
     except BaseException as exc:
-        store.finish("failed", f"{type(exc).__name__}: {exc}")
+        if stop is None or not stop.requested:  # a stop request has already closed the store
+            store.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _finish(store: RunStore, config: ExperimentConfig, failed: int) -> str:
+def _committing(stop: StopSignal | None):
+    return stop.commit() if stop is not None else nullcontext()
+
+
+def _finish(store: RunStore, config: ExperimentConfig, failed: int,
+            stop: StopSignal | None = None) -> str:
     """Close the run: failed if any client update failed, unless the config allows it."""
-    if failed and not config.run.allow_client_failures:
-        message = (
-            f"{failed} client update(s) failed (see failures.csv); set "
-            "run.allow_client_failures = true to accept a run with failed clients"
-        )
-        store.finish("failed", message)
-        return "failed"
-    store.finish("finished", f"{failed} client failure(s)" if failed else "")
-    return "finished"
+    with _committing(stop):
+        if failed and not config.run.allow_client_failures:
+            message = (
+                f"{failed} client update(s) failed (see failures.csv); set "
+                "run.allow_client_failures = true to accept a run with failed clients"
+            )
+            store.finish("failed", message)
+            return "failed"
+        store.finish("finished", f"{failed} client failure(s)" if failed else "")
+        return "finished"
 
 
 def make_server_app(
@@ -215,6 +236,7 @@ def make_server_app(
     progress: ProgressFn | None = None,
     failure_injection: str = "",
     on_finish: Callable[[str], None] | None = None,
+    stop: StopSignal | None = None,
 ) -> ServerApp:
     """A ServerApp bound to a validated config and an open run directory (``fl-har run``)."""
     server_app = ServerApp()
@@ -222,7 +244,8 @@ def make_server_app(
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
         status = run_server(
-            grid, config, store, progress=progress, failure_injection=failure_injection
+            grid, config, store, progress=progress, failure_injection=failure_injection,
+            stop=stop,
         )
         if on_finish is not None:
             on_finish(status)
@@ -240,6 +263,7 @@ def make_sweep_server_app(
     on_run_start: Callable[[int, ExperimentConfig], None] | None = None,
     on_run_end: Callable[[int, str, str], None] | None = None,
     progress: ProgressFn | None = None,
+    stop: StopSignal | None = None,
 ) -> ServerApp:
     """A ServerApp that runs many experiments one after the other in one simulation.
 
@@ -252,12 +276,14 @@ def make_sweep_server_app(
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
         for index, (config, open_store) in enumerate(items):
+            if stop is not None and stop.requested:
+                return
             if on_run_start is not None:
                 on_run_start(index, config)
             message = ""
             try:
                 store = open_store()
-                status = run_server(grid, config, store, progress=progress)
+                status = run_server(grid, config, store, progress=progress, stop=stop)
                 message = store.meta.get("message", "")
             except Exception as exc:  # noqa: BLE001 -- one broken cell must not stop the sweep
                 status, message = "failed", f"{type(exc).__name__}: {exc}"

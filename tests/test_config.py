@@ -91,7 +91,7 @@ def test_attack_options_come_from_the_registry():
     # defaults filled in from the registry, so a run's config.toml names every option
     assert set(resolved) == set(attacks.option_schema())
     assert resolved["calibration_repeats"] == attacks.option_schema()["calibration_repeats"].default
-    with pytest.raises(ConfigError, match=r"attacks: llbg_confidence: expected a value < 1"):
+    with pytest.raises(ConfigError, match=r"attacks.llbg_confidence: expected a value < 1"):
         check("attacks.llbg_confidence=5")
     with pytest.raises(ConfigError, match="unknown attack option.*llbg_confidance.*known:"):
         check("attacks.llbg_confidance=0.5")
