@@ -375,6 +375,35 @@ def test_fedavg_rows_have_no_decision_columns():
     assert all("decision" not in row for row in recorder.take(1).update_rows)
 
 
+def test_root_update_is_one_seeded_local_pass_on_the_server_windows():
+    config = load_config(None, [*WRAPPED, "server.aggregator=fltrust"])
+    plan = federation_plan(config)
+    sent = {k: v.numpy().copy() for k, v in initial_model(config, plan).state_dict().items()}
+    first = server_root_update(config, plan)(1, sent)
+    again = server_root_update(config, plan)(1, sent)
+    later = server_root_update(config, plan)(2, sent)
+    resumed = server_root_update(config, plan, round_offset=1)(1, sent)
+    assert all(np.array_equal(first[k], again[k]) for k in sent)
+    assert any(not np.array_equal(first[k], sent[k]) for k in sent)
+    assert any(not np.array_equal(first[k], later[k]) for k in sent)
+    assert all(np.array_equal(later[k], resumed[k]) for k in sent)
+
+
+def test_a_run_records_fltrust_trust_scores_in_the_updates_table(tmp_path):
+    from fl_har.results import RunStore
+    from strategies.server_app import run_server
+
+    config = load_config(None, [*WRAPPED, "server.aggregator=fltrust", "run.rounds=2"])
+    store = RunStore.create(tmp_path / "run", config.to_dict(), seed=config.run.seed)
+    grid = LocalGrid(client_app, config.data.synthetic_subjects, seed=11)
+    assert run_server(grid, config, store) == "finished"
+    table = pd.read_parquet(tmp_path / "run" / "updates.parquet")
+    assert len(table) == 2 * 3
+    assert set(table["decision"]) <= {SELECTED, EXCLUDED}
+    assert ((table["decision_score"] >= 0) & (table["decision_score"] <= 1)).all()
+    assert ((table["decision"] == SELECTED) == (table["decision_score"] > 0)).all()
+
+
 # ----------------------------------------------------------------------------------------------
 # Ray, end to end
 # ----------------------------------------------------------------------------------------------
