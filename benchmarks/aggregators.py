@@ -10,11 +10,17 @@ them. FLTrust's time includes the server's own root-update pass (``fl_har.traini
 on N = 100 windows). The reference is one client's local round: ``local_update`` with N = 100,
 S = 1, one torch thread (as a Flower client actor runs). "plain" rows are Flower's strategies
 without decision recording (the recording's overhead is the difference). Times are medians over
-``--repeats`` calls after one warm-up call.
+``--repeats`` calls after one warm-up call. BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set): on
+2 cores shared with busy client actors, a multi-threaded OpenBLAS Gram matrix took 0.5-12 s
+instead of 0.06 s here.
 Usage: ``python benchmarks/aggregators.py [--repeats 3]``.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
 
 import argparse
 import statistics

@@ -36,9 +36,8 @@ def _valid(replies: Iterable[Message]) -> list[Message]:
     return [msg for msg in replies if not msg.has_error()]
 
 
-def _vectors(replies: Sequence[Message], keys: Sequence[str]) -> np.ndarray:
-    return np.stack([record_vector(next(iter(m.content.array_records.values())), keys)
-                     for m in replies])
+def _vectors(replies: Sequence[Message], keys: Sequence[str]) -> list[np.ndarray]:
+    return [record_vector(next(iter(m.content.array_records.values())), keys) for m in replies]
 
 
 class _DistanceToAggregate(DecisionRecorder):
@@ -53,9 +52,12 @@ class _DistanceToAggregate(DecisionRecorder):
         vectors = _vectors(valid, keys) if valid else None
         arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
         if arrays is not None and vectors is not None:
-            distances = np.linalg.norm(vectors - record_vector(arrays, keys), axis=1)
-            self.record_decisions(server_round, valid,
-                                  [Decision(SELECTED, float(d)) for d in distances])
+            aggregate = record_vector(arrays, keys)
+            # row by row: one [n, d] difference matrix costs more than the median itself
+            self.record_decisions(server_round, valid, [
+                Decision(SELECTED, float(np.linalg.norm(vector - aggregate)))
+                for vector in vectors
+            ])
         return arrays, metrics
 
 
