@@ -23,7 +23,18 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``sampler``, ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as in
   the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
 - ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
-  update; 1 = plain FedAvg).
+  update; 1 = plain FedAvg); ``aggregator``, the rule that combines the round's updates (the
+  curious server still observes every update first): ``fedavg``, ``median`` / ``trimmed_mean``
+  (coordinate-wise, Yin et al. 2018; ``trim_beta`` = share cut at each end, in [0, 0.5)),
+  ``krum`` / ``multikrum`` (Blanchard et al. 2017; Multi-Krum averages the n - f best) and
+  ``bulyan`` (El Mhamdi et al. 2018), which assume ``num_malicious`` = f attackers among the
+  round's n updates (Krum and Multi-Krum need n > 2f + 2, Bulyan n >= 4f + 3), ``clip`` (norm
+  clipping to ``clip_norm`` > 0 with optional Gaussian noise of multiplier
+  ``noise_multiplier``, Sun et al. 2019), ``flame`` (Nguyen et al. 2022, noise
+  ``flame_lambda`` times the median norm) and ``fltrust`` (Cao et al. 2021; the server's root
+  update comes from its own ``data.server_subjects``). A robust aggregator replaces FedAvg's
+  average, so it needs ``lr`` = 1. Each client's decision (selected / excluded / clipped) and its
+  score are recorded in ``updates.parquet``.
 - ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
   them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
@@ -55,6 +66,8 @@ HAPT_CHANNELS = ("acc", "acc+gyro")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "clip", "flame",
+               "fltrust")
 
 
 class ConfigError(ValueError):
@@ -132,6 +145,12 @@ class ClientConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     lr: float = 1.0
+    aggregator: str = "fedavg"
+    trim_beta: float = 0.2
+    num_malicious: int = 0
+    clip_norm: float = 0.0
+    noise_multiplier: float = 0.0
+    flame_lambda: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -528,6 +547,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
             "global model is never updated); use run.regime = \"train\""
         )
     _validate_faults(config, source)
+    _validate_aggregator(config, source)
     if not config.simulation.timeout > 0:
         raise ConfigError(
             f"{source}: simulation.timeout must be > 0 seconds (a client that has not replied "
@@ -570,6 +590,53 @@ def _validate_faults(config: ExperimentConfig, source: str) -> None:
         if outside:
             raise ConfigError(
                 f"{source}: faults.crash_clients {outside} are not in data.clients")
+
+
+def _validate_aggregator(config: ExperimentConfig, source: str) -> None:
+    server = config.server
+    _choice(server.aggregator, AGGREGATORS, f"{source}: server.aggregator")
+    if not 0.0 <= server.trim_beta < 0.5:
+        raise ConfigError(f"{source}: server.trim_beta must be in [0, 0.5), got {server.trim_beta}")
+    if server.num_malicious < 0:
+        raise ConfigError(f"{source}: server.num_malicious must be >= 0, got {server.num_malicious}")
+    if server.clip_norm < 0 or server.noise_multiplier < 0 or server.flame_lambda < 0:
+        raise ConfigError(f"{source}: server.clip_norm, server.noise_multiplier and "
+                          "server.flame_lambda must be >= 0")
+    if server.aggregator == "clip" and not server.clip_norm > 0:
+        raise ConfigError(f"{source}: server.aggregator = \"clip\" needs server.clip_norm > 0 "
+                          f"(the L2 bound of each update), got {server.clip_norm}")
+    if server.aggregator == "fltrust" and not config.data.server_subjects:
+        raise ConfigError(f"{source}: server.aggregator = \"fltrust\" needs data.server_subjects "
+                          "(the server trains its root update on their windows)")
+    if server.aggregator != "fedavg" and server.lr != 1.0:
+        raise ConfigError(
+            f"{source}: server.lr = {server.lr} applies to FedAvg only; server.aggregator = "
+            f"{server.aggregator!r} replaces the average (use server.lr = 1)"
+        )
+    if config.data.clients != "all":
+        check_aggregator_cohort(config, len(config.data.clients), source=source)
+
+
+def check_aggregator_cohort(
+    config: ExperimentConfig, num_clients: int, *, source: str = "config"
+) -> None:
+    """Krum-family aggregators need enough updates per round for ``server.num_malicious``
+    (n = the round's cohort out of ``num_clients``)."""
+    server = config.server
+    n = config.run.cohort_size(num_clients)
+    f = server.num_malicious
+    if server.aggregator in ("krum", "multikrum") and not n > 2 * f + 2:
+        raise ConfigError(
+            f"{source}: server.aggregator = {server.aggregator!r} with server.num_malicious = "
+            f"{f} needs more than 2f + 2 = {2 * f + 2} updates per round, but the cohort has "
+            f"{n} (data.clients / run.clients_per_round / run.client_fraction)"
+        )
+    if server.aggregator == "bulyan" and not n >= 4 * f + 3:
+        raise ConfigError(
+            f"{source}: server.aggregator = \"bulyan\" with server.num_malicious = {f} needs "
+            f"at least 4f + 3 = {4 * f + 3} updates per round, but the cohort has {n} "
+            "(data.clients / run.clients_per_round / run.client_fraction)"
+        )
 
 
 def check_attacks(

@@ -33,6 +33,8 @@ class Stream(IntEnum):
     DP_SAMPLING = 15  # Poisson sampling of DP-SGD steps (fl_har.privacy)
     DIVERSE = 16  # diverse batches: which windows are swapped in (keys: subject, round)
     LOCAL_EPOCHS = 17  # a client's window order in each local epoch (keys: subject, round, epoch)
+    ROOT_UPDATE = 18  # FLTrust: the server's root-data batch and dropout (key: round)
+    AGGREGATION_NOISE = 19  # robust aggregation noise, FLAME / norm clipping (key: round)
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

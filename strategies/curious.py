@@ -66,7 +66,9 @@ class CuriousStrategy(Strategy):
     takes the simulation's ground truth out of the message (so neither the wrapped strategy nor
     the attacks ever see it), hands the returned weights, with the weights sent that round, to the
     ``observer`` (label-reconstruction attacks, then scoring against the truth), and records the
-    reply or its failure. Replies are processed and aggregated in partition order, whatever order
+    reply or its failure, and, when the wrapped strategy is one of :mod:`strategies.robust`, what
+    it decided for each update (selected / excluded / clipped, with its score). Replies are
+    processed and aggregated in partition order, whatever order
     they arrive in, so runs are reproducible. Composed like Flower's own
     ``DifferentialPrivacyServerSideFixedClipping(strategy, ...)``: ``CuriousStrategy(FedAvg())``,
     ``CuriousStrategy(FedMedian())``, ``CuriousStrategy(Krum(...))``...
@@ -175,6 +177,15 @@ class CuriousStrategy(Strategy):
                 )
             self.recorder.record_reply(server_round, slot, reply, rows)
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
+        # Robust aggregators (strategies.robust) say what they did with each update.
+        take_decisions = getattr(self.strategy, "take_decisions", None)
+        if take_decisions is not None:
+            by_node = take_decisions(server_round)
+            self.recorder.record_decisions(server_round, {
+                slot.partition: (d.status, d.score)
+                for slot, msg in valid
+                if (d := by_node.get(msg.metadata.src_node_id)) is not None
+            })
         if self.frozen:
             arrays = ArrayRecord(sent)
         return arrays, metrics

@@ -90,6 +90,18 @@ class RoundRecorder:
             }
         )
 
+    def record_decisions(
+        self, server_round: int, decisions: dict[int, tuple[str, float]]
+    ) -> None:
+        """The aggregator's decision and score per partition (columns ``decision`` and
+        ``decision_score`` of the partition's update row)."""
+        record = self._record(server_round)
+        for row in record.update_rows:
+            if row["status"] == "ok" and row["partition"] in decisions:
+                status, score = decisions[row["partition"]]
+                row["decision"] = status
+                row["decision_score"] = float(score)
+
     def take(self, server_round: int) -> RoundRecord:
         """Hand over (and forget) what was observed in ``server_round``."""
         return self._records.pop(self.run_round(server_round), RoundRecord())

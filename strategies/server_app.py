@@ -40,6 +40,7 @@ from strategies.aggregators import build_aggregator
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
+from strategies.robust.root import server_root_update
 from strategies.roster import client_roster, seeded_cohort
 
 logger = logging.getLogger("fl_har")
@@ -181,8 +182,14 @@ def run_server(
             return _finish(store, config, store.resumed_failures, stop)
         recorder = RoundRecorder(round_offset=done)
         size = config.run.cohort_size(len(roster))
+        # Krum-family cohort checks happen here when data.clients = "all" (ConfigError).
+        aggregator = build_aggregator(
+            config, num_clients=len(roster), round_offset=done,
+            root_update_fn=(server_root_update(config, plan, round_offset=done)
+                            if config.server.aggregator == "fltrust" else None),
+        )
         strategy = CuriousStrategy(
-            build_aggregator(config),
+            aggregator,
             roster=roster,
             observer=LeakageObserver(config, make_context_factory(config, plan)),
             recorder=recorder,
