@@ -33,6 +33,7 @@ class Stream(IntEnum):
     DP_SAMPLING = 15  # Poisson sampling of DP-SGD steps (fl_har.privacy)
     DIVERSE = 16  # diverse batches: which windows are swapped in (keys: subject, round)
     LOCAL_EPOCHS = 17  # a client's window order in each local epoch (keys: subject, round, epoch)
+    CENTRAL_DP = 18  # central DP noise on the aggregate (Flower's wrappers; key: round)
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(config.run.out) / config.run.name
     with console.status("loading data ..."):
         plan = federation_plan(config, dataset_for(config))
+        if config.client.privacy == "dp_sgd":  # delta vs client windows, target epsilon reachable
+            from fl_har.privacy.client_dp import check_client_privacy
+
+            check_client_privacy(config, plan)
     if args.resume:
         store = RunStore.resume(run_dir, config.to_dict())
         console.print(f"resuming {run_dir} after round {store.last_finished_round}")

@@ -140,6 +140,10 @@ def sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.file, args.overrides, name=args.name)
     for run in spec.runs:
         check_attack_names(run.config, attacks.available())
+        if run.config.client.privacy == "dp_sgd":
+            from fl_har.privacy.client_dp import check_client_privacy
+
+            check_client_privacy(run.config)  # before Ray: delta vs windows, reachable epsilon
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
     if args.list:
         console.print(_state_table(spec, states))

@@ -35,6 +35,7 @@ from fl_har.federation import (
 from fl_har.results import RunStore
 from fl_har.seeding import Stream, derive_seed
 from strategies.aggregators import build_aggregator
+from strategies.central_dp import central_epsilon, wrap_central_dp
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
@@ -134,6 +135,8 @@ class RoundWriter:
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
             round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
+        if self.config.server.dp != "none":
+            round_row["central_epsilon"] = central_epsilon(self.config, run_round)
         round_row["round_seconds"] = time.perf_counter() - self._round_start
         self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state,
                                 update_rows=record.update_rows)
@@ -169,7 +172,7 @@ def run_server(
         recorder = RoundRecorder(round_offset=done)
         size = config.run.cohort_size(len(roster))
         strategy = CuriousStrategy(
-            build_aggregator(config),
+            wrap_central_dp(build_aggregator(config), config, size, recorder.run_round),
             roster=roster,
             observer=LeakageObserver(config, make_context_factory(config, plan)),
             recorder=recorder,
