@@ -42,12 +42,22 @@ from strategies.server_app import run_server
 
 BASE = [
     "data.dataset=synthetic",
+    "data.window=36",  # short windows: DP-SGD's per-example LSTM gradients are the slow part
     "data.synthetic_subjects=3",
     "client.batch_size=20",
     "run.rounds=2",
     "attacks.names=llg,ebi",
 ]
 DP = ["client.privacy=dp_sgd", "client.dp_clip=1.0", "client.dp_noise_multiplier=1.1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the ClientApp uses (several threads only contend on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_config(*overrides):
@@ -76,7 +86,7 @@ def run(tmp_path, config, name="run"):
         (["client.dp_epsilon=2.0"], "both set"),
         (["client.dp_accountant=gdp"], "not one of rdp, prv"),
         (["client.sampler=balanced"], "no effect with DP-SGD's Poisson"),
-        (["model.name=tinyhar"], "cannot be trained with client.privacy = \"dp_sgd\".*BatchNorm"),
+        (["model.name=tinyhar", "data.window=50"], "cannot be trained with client.privacy = \"dp_sgd\".*BatchNorm"),
         (["client.ldp_noise=0.1"], "apply only with client.privacy = \"ldp\""),
     ],
 )
@@ -154,7 +164,7 @@ def test_dp_sgd_round_is_deterministic_and_epsilon_matches_the_accountants():
 
 def test_target_epsilon_is_spent_by_the_last_planned_round():
     config = make_config("client.privacy=dp_sgd", "client.dp_clip=1.0", "client.dp_epsilon=3.0",
-                         "run.rounds=4")
+                         "run.rounds=4", "data.clients=2")
     plans = check_client_privacy(config)
     for subject, client in plans.items():
         assert client.rounds == (1, 2, 3, 4)
