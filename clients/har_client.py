@@ -25,7 +25,6 @@ from fl_har.config import from_flat
 from fl_har.federation import Participant, dataset_for, federation_plan
 
 
-
 def central_clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Flower's ``fixedclipping_mod`` on train messages that carry a clipping norm.
 

@@ -175,8 +175,8 @@ def check_client_privacy(
 
 
 __all__ = [
-    "check_client_privacy",
     "ClientDP",
+    "check_client_privacy",
     "client_dp",
     "participant_position",
     "steps_per_round",
