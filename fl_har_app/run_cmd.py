@@ -71,6 +71,24 @@ def leakage_table(clients, title: str) -> Table:
     return table
 
 
+def _defences(config: ExperimentConfig) -> str:
+    """The privacy defences of a run in words (empty without any)."""
+    client, server = config.client, config.server
+    parts = []
+    if client.privacy == "ldp":
+        parts.append(f"batch clip+noise (the paper's LDP, no ε: rho {client.ldp_clip}, "
+                     f"sigma {client.ldp_noise}, {client.ldp_scope})")
+    elif client.privacy == "dp_sgd":
+        noise = (f"target ε {client.dp_epsilon}" if client.dp_epsilon > 0
+                 else f"σ {client.dp_noise_multiplier}")
+        parts.append(f"DP-SGD (C {client.dp_clip}, {noise}, δ {client.dp_delta}, "
+                     f"{client.dp_accountant})")
+    if server.dp != "none":
+        parts.append(f"central DP {server.dp} (C {server.dp_clip}, "
+                     f"σ {server.dp_noise_multiplier})")
+    return f"\nprivacy: {'; '.join(parts)}" if parts else ""
+
+
 def run(args: argparse.Namespace) -> int:
     from fl_har.federation import dataset_for, federation_plan
     from fl_har.results import RunStore
@@ -97,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         f"({config.model.init}), {len(plan.clients)} clients, N = {config.client.batch_size}, "
         f"S = {config.client.local_steps}, {config.client.sampler} batches, "
         f"{config.run.regime} model, {config.run.rounds} rounds; attacks: "
-        f"{', '.join(config.attacks.names)}\nresults: {run_dir}"
+        f"{', '.join(config.attacks.names)}{_defences(config)}\nresults: {run_dir}"
     )
     started = time.perf_counter()
     with Progress(

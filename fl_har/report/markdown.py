@@ -32,8 +32,8 @@ VARIANT_HEADINGS = {
 FIGURE_SECTIONS = (
     ("figure2", "Figure 2 equivalent: leakage per attack and sampling strategy"),
     ("figure3", "Figure 3 equivalent: multi-step minus single-step"),
-    ("figure4", "Figure 4 equivalent: confusion matrices with and without batch "
-                "clip+noise (the paper's LDP, no ε)"),
+    ("figure4", ("Figure 4 equivalent: confusion matrices with and without batch "
+                 "clip+noise (the paper's LDP, no ε)")),
 )
 
 
