@@ -41,7 +41,9 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
     every step samples the client's whole data, ``client.sampler`` unused; ``fixed``: slices of
     the sampler's batch, epsilon approximate). The model must be trainable by Opacus (checked
     with its ModuleValidator: TinyHAR's BatchNorm is refused). Each reply reports the client's
-    cumulative ``epsilon`` (a column of ``updates.parquet``).
+    cumulative ``epsilon`` (a column of ``updates.parquet``). DP-SGD is allowed in the frozen
+    regime too: every round still releases an update of the client's data, so epsilon composes
+    over rounds exactly as in training (only the model the steps start from stays fixed).
 - ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
   update; 1 = plain FedAvg); central DP with Flower's wrappers ``dp`` (``none`` /
   ``central_fixed_server``: the server clips each update to ``dp_clip`` and adds noise of std

@@ -281,6 +281,10 @@ def main(grid: Grid, context: Context) -> None:
     config = from_flat(context.run_config, source="[tool.flwr.app.config]")
     # One folder per launch: `flwr run .` has no --resume/--overwrite to choose with.
     run_dir = Path(config.run.out) / f"{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if config.client.privacy == "dp_sgd":  # delta vs windows, reachable epsilon: before round 1
+        from fl_har.privacy.client_dp import check_client_privacy
+
+        check_client_privacy(config)
     store = RunStore.create(run_dir, config.to_dict(), seed=config.run.seed)
     logger.warning("fl-har: writing results to %s", run_dir.resolve())
     run_server(grid, config, store)
