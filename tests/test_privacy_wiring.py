@@ -202,6 +202,14 @@ def test_updates_table_gets_the_cumulative_epsilon(tmp_path):
     assert reread["epsilon"].dtype == np.float64
 
 
+def test_clipping_only_reports_an_infinite_epsilon(tmp_path):
+    config = make_config("client.privacy=dp_sgd", "client.dp_clip=1.0", "run.rounds=1",
+                         "data.clients=1")
+    status, store = run(tmp_path, config)
+    assert status == "finished"
+    assert store.update_table()["epsilon"].tolist() == [math.inf]
+
+
 def test_no_epsilon_column_without_dp_sgd(tmp_path):
     status, store = run(tmp_path, make_config("run.rounds=1", "client.ldp_noise=0.1"))
     assert status == "finished"
