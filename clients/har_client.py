@@ -16,15 +16,33 @@ from __future__ import annotations
 import time
 
 import torch
-from flwr.app import Context, Error, Message
+from flwr.app import Context, Error, Message, MessageType
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 import protocol
 from fl_har.config import ExperimentConfig, from_flat
 from fl_har.faults import client_faults
 from fl_har.federation import Participant, dataset_for, federation_plan
 
-app = ClientApp()
+
+def central_clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``fixedclipping_mod`` on train messages that carry a clipping norm.
+
+    ``server.dp = "central_fixed_client"`` puts the norm in the train config (Flower's
+    ``DifferentialPrivacyClientSideFixedClipping``); every other message passes untouched (the
+    stock mod answers messages without the norm, such as the partition query, with an error).
+    """
+    if msg.metadata.message_type == MessageType.TRAIN and any(
+        KEY_CLIPPING_NORM in record for record in msg.content.config_records.values()
+    ):
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+app = ClientApp(mods=[central_clipping_mod])
 
 # Participants are cached per process (a Ray actor serves many partitions and rounds), for one
 # experiment config at a time.
@@ -100,9 +118,10 @@ def _train(msg: Message, partition_id: int) -> Message:
         raise InjectedCrash(f"crashed in round {run_round} (faults.crash_round, crash_clients)")
     reply = protocol.TrainReply(
         state=update.state_dict,
-        num_examples=int(update.label_counts.sum()),
+        num_examples=update.reported_examples,
         train_loss=update.mean_loss,
         train_seconds=update.seconds,
+        extra_metrics=update.metrics,  # e.g. the client's cumulative DP-SGD epsilon
         truth=protocol.SimulationTruth(update.label_counts),
     )
     return Message(content=protocol.encode_train_reply(reply), reply_to=msg)

@@ -20,8 +20,30 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``local_epochs`` (0 = the paper's protocol: one batch of N windows per round in S steps; E >= 1
   = realistic FedAvg: E passes over all the client's windows in shuffled mini-batches of
   ``batch_size``, the last partial batch of each pass dropped), ``lr`` (eta),
-  ``sampler``, ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as in
-  the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
+  ``sampler`` (``diverse``: the paper's recommended mitigation, every batch covers at least
+  ``diverse_min_classes`` classes, 0 = all the subject has; ``diverse_base`` is the sampler it
+  starts from), ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as
+  in the paper), and the local privacy defence ``privacy``:
+
+  - ``"none"``;
+  - ``"ldp"``: the paper's batch clipping + noise ("LDP"; a local perturbation with **no
+    epsilon**, not differential privacy): ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, an
+    absolute std, 0 = off), ``ldp_scope``. For compatibility with configs written before the
+    ``privacy`` key, ``privacy = "none"`` with ``ldp_clip`` or ``ldp_noise`` > 0 is read as
+    ``"ldp"`` (and written back as ``"ldp"``);
+  - ``"dp_sgd"``: DP-SGD (Abadi et al. 2016, :mod:`fl_har.privacy`): per-example clipping to
+    ``dp_clip`` (C > 0), Gaussian noise ``dp_noise_multiplier`` (sigma, std sigma * C; 0 =
+    clipping only, epsilon infinite) or, instead, a target ``dp_epsilon`` (> 0; 0 = unset) from
+    which each client derives sigma over its planned participation (every round of its cohort
+    schedule), at ``dp_delta`` (default 1e-5; must be below 1 / the client's windows, checked
+    when the data is loaded, before the simulation starts), accountant ``dp_accountant``
+    (``rdp`` / ``prv``), batches ``dp_sampling`` (``poisson``: what the accountant assumes,
+    every step samples the client's whole data, ``client.sampler`` unused; ``fixed``: slices of
+    the sampler's batch, epsilon approximate). The model must be trainable by Opacus (checked
+    with its ModuleValidator: TinyHAR's BatchNorm is refused). Each reply reports the client's
+    cumulative ``epsilon`` (a column of ``updates.parquet``). DP-SGD is allowed in the frozen
+    regime too: every round still releases an update of the client's data, so epsilon composes
+    over rounds exactly as in training (only the model the steps start from stays fixed).
 - ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
   update; 1 = plain FedAvg); ``aggregator``, the rule that combines the round's updates (the
   curious server still observes every update first): ``fedavg``, ``median`` / ``trimmed_mean``
@@ -34,7 +56,12 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``flame_lambda`` times the median norm) and ``fltrust`` (Cao et al. 2021; the server's root
   update comes from its own ``data.server_subjects``). A robust aggregator replaces FedAvg's
   average, so it needs ``lr`` = 1. Each client's decision (selected / excluded / clipped) and its
-  score are recorded in ``updates.parquet``.
+  score are recorded in ``updates.parquet``. Central DP with Flower's wrappers ``dp`` (``none`` /
+  ``central_fixed_server``: the server clips each update to ``dp_clip`` and adds noise of std
+  ``dp_noise_multiplier * dp_clip / cohort`` to the average / ``central_fixed_client``: the
+  clients clip, the server adds the noise; the curious server then sees clipped updates),
+  ``dp_delta`` (delta of the per-round ``central_epsilon`` in ``rounds.parquet``; train regime
+  only).
 - ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
   them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
@@ -65,6 +92,10 @@ REGIMES = ("frozen", "train")
 HAPT_CHANNELS = ("acc", "acc+gyro")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
+PRIVACY = ("none", "ldp", "dp_sgd")
+DP_ACCOUNTANTS = ("rdp", "prv")
+DP_SAMPLING = ("poisson", "fixed")
+CENTRAL_DP = ("none", "central_fixed_server", "central_fixed_client")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
 AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "clip", "flame",
                "fltrust")
@@ -127,6 +158,17 @@ class ClientConfig:
     ldp_clip: float = 0.0
     ldp_noise: float = 0.0
     ldp_scope: str = "last_layer"
+    # Local privacy defence: none | ldp (the paper's batch clip + noise, no epsilon) | dp_sgd.
+    privacy: str = "none"
+    dp_clip: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_epsilon: float = 0.0  # 0 = unset (use dp_noise_multiplier)
+    dp_delta: float = 1e-5
+    dp_accountant: str = "rdp"
+    dp_sampling: str = "poisson"
+    # sampler = "diverse": classes every batch covers (0 = all of the subject's) and base sampler.
+    diverse_min_classes: int = 0
+    diverse_base: str = "shuffle"
 
     @property
     def step_batch_size(self) -> int:
@@ -151,6 +193,11 @@ class ServerConfig:
     clip_norm: float = 0.0
     noise_multiplier: float = 0.0
     flame_lambda: float = 0.001
+    # Central DP with Flower's fixed-clipping wrappers (see the module docstring).
+    dp: str = "none"
+    dp_clip: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -444,6 +491,10 @@ def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentCo
             else:
                 kwargs[key] = _coerce(value, default, where)
         sections[name] = section_type(**kwargs)
+    client = sections["client"]
+    if client.privacy == "none" and (client.ldp_clip > 0 or client.ldp_noise > 0):
+        # Configs from before the privacy key: ldp_* keys alone select the paper's perturbation.
+        sections["client"] = dataclasses.replace(client, privacy="ldp")
     config = ExperimentConfig(**sections)
     validate(config, source=source)
     return config
@@ -535,6 +586,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
     _choice(client.ldp_scope, LDP_SCOPES, f"{source}: client.ldp_scope")
     if client.ldp_clip < 0 or client.ldp_noise < 0:
         raise ConfigError(f"{source}: client.ldp_clip and client.ldp_noise must be >= 0 (0 = off)")
+    _validate_privacy(config, source)
     if not config.attacks.names:
         raise ConfigError(f"{source}: attacks.names is empty")
     if len(set(config.attacks.names)) != len(config.attacks.names):
@@ -637,6 +689,120 @@ def check_aggregator_cohort(
             f"at least 4f + 3 = {4 * f + 3} updates per round, but the cohort has {n} "
             "(data.clients / run.clients_per_round / run.client_fraction)"
         )
+
+
+def _validate_privacy(config: ExperimentConfig, source: str) -> None:
+    """The local (client.privacy) and central (server.dp) defences and the diverse sampler."""
+    client, server, regime = config.client, config.server, config.run.regime
+    _choice(client.privacy, PRIVACY, f"{source}: client.privacy")
+    _choice(client.dp_accountant, DP_ACCOUNTANTS, f"{source}: client.dp_accountant")
+    _choice(client.dp_sampling, DP_SAMPLING, f"{source}: client.dp_sampling")
+    _choice(client.diverse_base, tuple(s for s in SAMPLERS if s != "diverse"),
+            f"{source}: client.diverse_base")
+    if client.diverse_min_classes < 0:
+        raise ConfigError(f"{source}: client.diverse_min_classes must be >= 0 (0 = every class "
+                          f"the subject has), got {client.diverse_min_classes}")
+    if client.sampler == "diverse" and client.diverse_min_classes > client.batch_size:
+        raise ConfigError(f"{source}: client.diverse_min_classes = {client.diverse_min_classes} "
+                          f"cannot be covered by a batch of client.batch_size = "
+                          f"{client.batch_size} windows")
+    if client.privacy == "ldp" and not (client.ldp_clip > 0 or client.ldp_noise > 0):
+        raise ConfigError(f"{source}: client.privacy = \"ldp\" needs client.ldp_clip > 0 or "
+                          "client.ldp_noise > 0 (the paper's batch clipping + noise)")
+    if client.privacy != "ldp" and (client.ldp_clip > 0 or client.ldp_noise > 0):
+        raise ConfigError(f"{source}: client.ldp_clip / client.ldp_noise apply only with "
+                          f"client.privacy = \"ldp\", not {client.privacy!r}")
+    defaults = ClientConfig()
+    dp_keys = ("dp_clip", "dp_noise_multiplier", "dp_epsilon", "dp_delta", "dp_accountant",
+               "dp_sampling")
+    changed = [k for k in dp_keys if getattr(client, k) != getattr(defaults, k)]
+    if client.privacy != "dp_sgd" and changed:
+        raise ConfigError(f"{source}: client.{', client.'.join(changed)} apply only with "
+                          f"client.privacy = \"dp_sgd\", not {client.privacy!r}")
+    if client.privacy == "dp_sgd":
+        _validate_dp_sgd(config, source)
+    _choice(server.dp, CENTRAL_DP, f"{source}: server.dp")
+    if server.dp == "none":
+        if server.dp_clip or server.dp_noise_multiplier or server.dp_delta != 1e-5:
+            raise ConfigError(f"{source}: server.dp_clip / dp_noise_multiplier / dp_delta apply "
+                              "only with server.dp = central_fixed_server or central_fixed_client")
+        return
+    if regime == "frozen":
+        raise ConfigError(f"{source}: server.dp = {server.dp!r} has no effect in the frozen "
+                          "regime (the noised aggregate is never applied and the curious server "
+                          "reads the individual updates); use run.regime = \"train\"")
+    if not server.dp_clip > 0:
+        raise ConfigError(f"{source}: server.dp = {server.dp!r} needs server.dp_clip > 0 (the "
+                          f"L2 bound of each client's update), got {server.dp_clip}")
+    if server.dp_noise_multiplier < 0:
+        raise ConfigError(f"{source}: server.dp_noise_multiplier must be >= 0, got "
+                          f"{server.dp_noise_multiplier}")
+    if not 0 < server.dp_delta < 1:
+        raise ConfigError(f"{source}: server.dp_delta must be in (0, 1), got {server.dp_delta}")
+    if server.lr != 1.0:
+        raise ConfigError(f"{source}: server.dp wraps plain FedAvg; leave server.lr at 1")
+    if server.aggregator != "fedavg":
+        # The wrappers' noise std (dp_noise_multiplier * dp_clip / cohort) and central_epsilon
+        # assume the clipped updates are averaged; a robust rule has another sensitivity.
+        raise ConfigError(f"{source}: server.dp = {server.dp!r} is calibrated for FedAvg's "
+                          f"average; server.aggregator = {server.aggregator!r} would make the "
+                          "recorded central_epsilon wrong (use server.aggregator = \"fedavg\", "
+                          "or the aggregator's own clipping/noise: \"clip\" or \"flame\")")
+
+
+def _validate_dp_sgd(config: ExperimentConfig, source: str) -> None:
+    """DP-SGD settings that need no data: ranges, combinations, and the model's Opacus support."""
+    client = config.client
+    where = f"{source}: client"
+    if client.dp_epsilon < 0:
+        raise ConfigError(f"{where}.dp_epsilon must be > 0 (or 0 = unset: use "
+                          f"dp_noise_multiplier), got {client.dp_epsilon}")
+    if client.dp_noise_multiplier < 0:
+        raise ConfigError(f"{where}.dp_noise_multiplier must be >= 0, got "
+                          f"{client.dp_noise_multiplier}")
+    if client.dp_clip <= 0:
+        what = "noise without clipping: " if client.dp_noise_multiplier > 0 else ""
+        raise ConfigError(f"{where}.dp_clip = {client.dp_clip}: {what}DP-SGD needs a per-example "
+                          "clipping bound dp_clip > 0 (the noise std is dp_noise_multiplier * "
+                          "dp_clip)")
+    if client.dp_epsilon > 0 and client.dp_noise_multiplier > 0:
+        raise ConfigError(f"{where}.dp_epsilon and client.dp_noise_multiplier are both set: give "
+                          "one (the noise is derived from the target epsilon)")
+    if not 0 < client.dp_delta < 1:
+        raise ConfigError(f"{where}.dp_delta must be in (0, 1), got {client.dp_delta}")
+    if client.dp_sampling == "poisson" and client.sampler != "shuffle":
+        raise ConfigError(f"{where}.sampler = {client.sampler!r} has no effect with DP-SGD's "
+                          "Poisson batches (client.dp_sampling = \"poisson\" samples every step "
+                          "from all the client's windows); use client.dp_sampling = \"fixed\" "
+                          "to train on the sampler's batches")
+    if client.local_epochs and client.dp_sampling == "poisson":
+        raise ConfigError(f"{where}.local_epochs = {client.local_epochs} with DP-SGD's Poisson "
+                          "batches: set the number of steps with client.local_steps and "
+                          "client.batch_size (expected windows per round), or use "
+                          "client.dp_sampling = \"fixed\"")
+    from fl_har.models import build_model
+
+    # The architecture alone decides (channel and class counts do not): a stand-in shape.
+    channels = 6 if config.data.channels == "acc+gyro" else 3
+    model = build_model(config.model.name, channels, 2, window=config.data.window,
+                        head_bias=config.model.head_bias, seed=0)
+    problems = _opacus_problems(model)
+    if problems:
+        raise ConfigError(f"{source}: model.name = {config.model.name!r} cannot be trained with "
+                          "client.privacy = \"dp_sgd\" (Opacus ModuleValidator): "
+                          + "; ".join(problems))
+
+
+def _opacus_problems(model) -> list[str]:
+    """Opacus' ModuleValidator findings on ``model`` once nn.LSTM is swapped for DPLSTM (as
+    :func:`fl_har.privacy.dp_local_update` trains it); empty when Opacus can train it."""
+    from fl_har.privacy import UnsupportedModelError, private_copy
+
+    try:
+        private_copy(model)
+    except UnsupportedModelError as exc:
+        return [line.strip() for line in str(exc).splitlines()[1:]]
+    return []
 
 
 def check_attacks(

@@ -8,7 +8,7 @@ many participants and rounds but decodes the data once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -167,6 +167,39 @@ def empty_model(config: ExperimentConfig, num_channels: int, num_classes: int) -
     )
 
 
+def cohort_positions(seed: int, num_participants: int, size: int, run_round: int) -> list[int]:
+    """Positions (in partition order) of the participants addressed in ``run_round``.
+
+    ``size`` of ``num_participants`` drawn without replacement from stream ``(COHORT, round)``;
+    every participant when ``size >= num_participants``. The server's cohort
+    (``strategies.roster.seeded_cohort``) is this draw.
+    """
+    if size >= num_participants:
+        return list(range(num_participants))
+    generator = stream_rng(seed, Stream.COHORT, run_round)
+    return sorted(int(i) for i in generator.choice(num_participants, size=size, replace=False))
+
+
+@dataclass
+class ParticipantUpdate(LocalUpdate):
+    """A round's :class:`~fl_har.training.LocalUpdate` plus what the client reports with it.
+
+    ``num_examples``: the N the client announces (-1: the windows trained on, the sum of
+    ``label_counts``; DP-SGD with Poisson batches announces the public expected N, not the
+    drawn count); ``metrics``: numbers for the updates table (``epsilon``: the cumulative DP-SGD
+    epsilon; empty without DP-SGD).
+    """
+
+    num_examples: int = -1
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reported_examples(self) -> int:
+        if self.num_examples >= 0:
+            return self.num_examples
+        return int(self.label_counts.sum())
+
+
 class Participant:
     """One study participant: their windows, their batch sampler, their local training."""
 
@@ -192,13 +225,31 @@ class Participant:
             client.batch_size,
             seed=config.run.seed,
             subject=subject,
+            min_classes=client.diverse_min_classes,
+            base=client.diverse_base,
         )
+        ldp = LDPConfig()
+        if client.privacy == "ldp":
+            ldp = LDPConfig(clip=client.ldp_clip, noise=client.ldp_noise, scope=client.ldp_scope)
         self.training = LocalTrainingConfig(
             lr=client.lr,
             local_steps=client.local_steps,
             train_mode=client.train_mode,
-            ldp=LDPConfig(clip=client.ldp_clip, noise=client.ldp_noise, scope=client.ldp_scope),
+            ldp=ldp,
         )
+        self.dp = None
+        if client.privacy == "dp_sgd":
+            from fl_har.privacy.client_dp import client_dp, participant_position, steps_per_round
+
+            plan = federation_plan(config, dataset)
+            n = len(self.windows.y)
+            self.dp = client_dp(
+                config,
+                client_windows=n,
+                steps=steps_per_round(config, n),
+                position=participant_position(plan.clients, plan.subjects, subject),
+                num_participants=len(plan.clients),
+            )
         self.class_weights = None
         if client.loss == "class_weighted":
             from fl_har.pretrain import class_weights
@@ -233,22 +284,60 @@ class Participant:
             index = np.concatenate(orders)
         return self.normalizer(self.windows.x[index]), self.windows.y[index]
 
-    def train_round(self, global_state: dict[str, torch.Tensor], server_round: int) -> LocalUpdate:
+    def train_round(
+        self, global_state: dict[str, torch.Tensor], server_round: int
+    ) -> ParticipantUpdate:
         """Load the global weights, train S local steps on this round's windows, return the
-        update (S = ``local_steps``, or one step per mini-batch with local epochs)."""
+        update (S = ``local_steps``, or one step per mini-batch with local epochs).
+
+        With ``client.privacy = "dp_sgd"`` the steps are DP-SGD
+        (:func:`fl_har.privacy.dp_local_update`; Poisson batches from all the client's windows,
+        or the round's batch with ``dp_sampling = "fixed"``) and the update's ``metrics`` carry
+        the client's cumulative ``epsilon`` after this round (:mod:`fl_har.privacy.client_dp`).
+        """
         if self._model is None:
             self._model = empty_model(self.config, self.num_channels, self.num_classes)
         self._model.load_state_dict(global_state)
+        seed = derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round)
+        if self.dp is not None:
+            return self._dp_round(server_round, seed)
         x, y = self.batch(server_round)
         training = self.training
         if self.config.client.local_epochs:
             training = replace(training, local_steps=len(y) // self.config.client.batch_size)
-        return local_update(
+        update = local_update(
             self._model,
             x,
             y,
             training,
             num_classes=self.num_classes,
-            seed=derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round),
+            seed=seed,
             class_weights=self.class_weights,
+        )
+        return ParticipantUpdate(**{f.name: getattr(update, f.name) for f in fields(update)})
+
+    def _dp_round(self, server_round: int, seed: int) -> ParticipantUpdate:
+        from fl_har.privacy import dp_local_update
+
+        if self.dp.dp.sampling == "poisson":
+            x, y = self.normalizer(self.windows.x), self.windows.y
+        else:
+            x, y = self.batch(server_round)
+        update = dp_local_update(
+            self._model,
+            x,
+            y,
+            self.dp.dp,
+            num_classes=self.num_classes,
+            seed=seed,
+            class_weights=self.class_weights,
+            client_windows=self.dp.client_windows,
+        )
+        return ParticipantUpdate(
+            state_dict=update.state_dict,
+            label_counts=update.label_counts,
+            mean_loss=update.mean_loss,
+            seconds=update.seconds,
+            num_examples=self.dp.dp.batch_size if self.dp.dp.sampling == "poisson" else -1,
+            metrics={"epsilon": self.dp.epsilon(server_round)},
         )

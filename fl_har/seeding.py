@@ -35,6 +35,7 @@ class Stream(IntEnum):
     LOCAL_EPOCHS = 17  # a client's window order in each local epoch (keys: subject, round, epoch)
     ROOT_UPDATE = 18  # FLTrust: the server's root-data batch and dropout (key: round)
     AGGREGATION_NOISE = 19  # robust aggregation noise, FLAME / norm clipping (key: round)
+    CENTRAL_DP = 20  # central DP noise on the aggregate (Flower's wrappers; key: round)
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

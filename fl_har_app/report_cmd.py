@@ -29,8 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "e.g. a sweep folder) and write the Table-1 equivalent (Markdown + CSV, beside the "
         "paper's values), Figure 2-4 equivalents, per-run views and report.md with a "
         "point-by-point comparison with the paper's findings. Every factor (dataset, model, "
-        "trained or not, sampler, N, S, LDP, attack variant) is read from each run's "
-        "config.toml. Runs that are not finished are listed as skipped. Exit status 2 if no "
+        "trained or not, sampler, N, S, batch clip+noise (the paper's LDP, no ε), attack "
+        "variant) is read from each run's config.toml. Runs that are not finished are listed as skipped. Exit status 2 if no "
         "run is found.",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR",

@@ -167,6 +167,22 @@ def check_inputs(config: ExperimentConfig):
     plan = federation_plan(config, dataset_for(config))
     initial_model(config, plan)
     return plan
+def _defences(config: ExperimentConfig) -> str:
+    """The privacy defences of a run in words (empty without any)."""
+    client, server = config.client, config.server
+    parts = []
+    if client.privacy == "ldp":
+        parts.append(f"batch clip+noise (the paper's LDP, no ε: rho {client.ldp_clip}, "
+                     f"sigma {client.ldp_noise}, {client.ldp_scope})")
+    elif client.privacy == "dp_sgd":
+        noise = (f"target ε {client.dp_epsilon}" if client.dp_epsilon > 0
+                 else f"σ {client.dp_noise_multiplier}")
+        parts.append(f"DP-SGD (C {client.dp_clip}, {noise}, δ {client.dp_delta}, "
+                     f"{client.dp_accountant})")
+    if server.dp != "none":
+        parts.append(f"central DP {server.dp} (C {server.dp_clip}, "
+                     f"σ {server.dp_noise_multiplier})")
+    return f"\nprivacy: {'; '.join(parts)}" if parts else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with console.status("loading data ..."):
         plan = check_inputs(config)
+        if config.client.privacy == "dp_sgd":  # delta vs client windows, target epsilon reachable
+            from fl_har.privacy.client_dp import check_client_privacy
+
+            check_client_privacy(config, plan)
     if args.resume:
         store = RunStore.resume(run_dir, resume_view(config, run_dir))
         console.print(f"resuming {run_dir} after round {store.last_finished_round}")
@@ -195,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         f"({config.model.init}), {len(plan.clients)} clients, N = {config.client.batch_size}, "
         f"S = {config.client.local_steps}, {config.client.sampler} batches, "
         f"{config.run.regime} model, {config.run.rounds} rounds; attacks: "
-        f"{', '.join(config.attacks.names)}\nresults: {run_dir}"
+        f"{', '.join(config.attacks.names)}{_defences(config)}\nresults: {run_dir}"
     )
     stop = StopSignal(resume_hint="continue with the same command and --resume")
     started = time.perf_counter()

@@ -162,6 +162,11 @@ def sweep(args: argparse.Namespace) -> int:
         )
         for run in spec.runs
     ]
+    for run in spec.runs:
+        if run.config.client.privacy == "dp_sgd":
+            from fl_har.privacy.client_dp import check_client_privacy
+
+            check_client_privacy(run.config)  # before Ray: delta vs windows, reachable epsilon
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
     if args.list:
         console.print(_state_table(spec, states))

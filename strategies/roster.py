@@ -19,8 +19,7 @@ from flwr.serverapp import Grid
 
 import protocol
 from fl_har.config import ExperimentConfig
-from fl_har.federation import FederationPlan, federation_plan
-from fl_har.seeding import Stream, stream_rng
+from fl_har.federation import FederationPlan, cohort_positions, federation_plan
 
 logger = logging.getLogger("fl_har")
 
@@ -133,8 +132,8 @@ def seeded_cohort(
         raise ValueError(f"cohort size {size}: expected 1..{len(slots)} participants")
 
     def cohort(server_round: int) -> list[ClientSlot]:
-        generator = stream_rng(seed, Stream.COHORT, run_round_of(server_round))
-        picks = generator.choice(len(slots), size=size, replace=False)
-        return [slots[i] for i in sorted(picks)]
+        # The clients derive their DP-SGD ledgers from this same draw.
+        picks = cohort_positions(seed, len(slots), size, run_round_of(server_round))
+        return [slots[i] for i in picks]
 
     return cohort

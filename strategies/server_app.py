@@ -37,6 +37,7 @@ from fl_har.results import RunStore
 from fl_har.seeding import Stream, derive_seed
 from fl_har.stopping import StopSignal
 from strategies.aggregators import build_aggregator
+from strategies.central_dp import central_epsilon, wrap_central_dp
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
@@ -137,6 +138,8 @@ class RoundWriter:
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
             round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
+        if self.config.server.dp != "none":
+            round_row["central_epsilon"] = central_epsilon(self.config, run_round)
         round_row["round_seconds"] = time.perf_counter() - self._round_start
         # After a stop request (Ctrl-C) nothing more is committed: the run ends at its last
         # finished round, even if this round saw replies of clients killed by the signal.
@@ -189,7 +192,7 @@ def run_server(
                             if config.server.aggregator == "fltrust" else None),
         )
         strategy = CuriousStrategy(
-            aggregator,
+            wrap_central_dp(aggregator, config, size, recorder.run_round),
             roster=roster,
             observer=LeakageObserver(config, make_context_factory(config, plan)),
             recorder=recorder,
@@ -322,6 +325,10 @@ def main(grid: Grid, context: Context) -> None:
     # One folder per launch: `flwr run .` has no --resume/--overwrite to choose with.
     run_dir = Path(str(context.run_config.get(RUN_DIR_KEY, "")) or
                    Path(config.run.out) / f"{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if config.client.privacy == "dp_sgd":  # delta vs windows, reachable epsilon: before round 1
+        from fl_har.privacy.client_dp import check_client_privacy
+
+        check_client_privacy(config)
     # `fl-har deploy` checked (or was told to replace) an existing folder before it started.
     store = RunStore.create(run_dir, config.to_dict(), seed=config.run.seed,
                             overwrite=bool(context.run_config.get(RUN_DIR_KEY, "")))

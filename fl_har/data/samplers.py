@@ -39,6 +39,9 @@ SAMPLERS: dict[str, str] = {
     "shuffle": "N distinct windows per round from a per-epoch random permutation",
     "sequential": "the next N consecutive windows of the recording each round (wraps around)",
     "balanced": "N windows split as evenly as possible over the classes the subject has",
+    "diverse": "a base sampler's batch (client.diverse_base) with windows swapped in until it "
+    "covers at least k classes (client.diverse_min_classes; 0 = every class the subject has, "
+    "at most N): the paper's recommended mitigation, fl_har.data.diverse",
 }
 
 
@@ -127,9 +130,31 @@ class BalancedSampler:
 
 
 def make_sampler(
-    kind: str, labels: np.ndarray, batch_size: int, *, seed: int, subject: int
+    kind: str,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    subject: int,
+    min_classes: int = 0,
+    base: str = "shuffle",
 ) -> BatchSampler:
-    """The sampler ``kind`` (one of :data:`SAMPLERS`) over a subject's window labels ``labels``."""
+    """The sampler ``kind`` (one of :data:`SAMPLERS`) over a subject's window labels ``labels``.
+
+    ``min_classes`` (k) and ``base`` apply to ``"diverse"`` only: the ``base`` sampler's batches
+    made to cover at least k classes (:func:`fl_har.data.diverse.make_diverse_sampler`, policy
+    ``swap``); k = 0 means every class present in ``labels``, capped at ``batch_size``.
+    """
+    if kind == "diverse":
+        from fl_har.data.diverse import make_diverse_sampler  # it builds on this module
+
+        if base == "diverse" or base not in SAMPLERS:
+            raise DataError(f"diverse base sampler {base!r}: expected shuffle, sequential or "
+                            "balanced")
+        if min_classes == 0:
+            min_classes = min(int(np.unique(np.asarray(labels)).size), int(batch_size))
+        return make_diverse_sampler(base, labels, batch_size, min_classes, seed=seed,
+                                    subject=subject)
     if kind not in SAMPLERS:
         raise DataError(f"unknown sampler {kind!r}; expected one of {', '.join(SAMPLERS)}")
     labels = np.asarray(labels)

@@ -2,7 +2,8 @@
 
 The factors are the axes of Bock et al., "Label Leakage in Federated Inertial-based Human
 Activity Recognition" (arXiv:2505.20924), Sec. 4: dataset, model architecture, trained vs
-untrained model, sampling strategy, batch size N, local steps S and local differential privacy.
+untrained model, sampling strategy, batch size N, local steps S and batch clip+noise (the paper's "local
+differential privacy", which has no epsilon).
 Each attack has a *variant* (the published definitions, or the ``leakage_har.*`` reproductions
 of the paper's reference code), a *family* (weight- or bias-based, the grouping of the paper's
 Table 1) and a *base* attack. The server records them from the attack registry in the run's
@@ -37,6 +38,8 @@ STATES = (UNTRAINED, TRAINED)
 SAMPLER_ORDER = tuple(SAMPLERS)
 LDP_NONE, LDP_NOISE, LDP_CLIP, LDP_BOTH = "none", "noise", "clip", "noise+clip"
 LDP_ORDER = (LDP_NONE, LDP_NOISE, LDP_CLIP, LDP_BOTH)
+# What the paper calls "LDP" is batch-gradient clipping + noise: no per-example bound, no epsilon,
+# not differential privacy (DP-SGD is client.privacy = "dp_sgd"); labels call it clip+noise.
 
 # Config keys whose values may differ between runs pooled as one configuration: run bookkeeping,
 # the subject split of the folds of a "trained" configuration, and the attack list (its attacks
@@ -60,9 +63,10 @@ class RunFactors:
     ldp: str
 
     def label(self) -> str:
-        """Short readable form, e.g. ``hapt deepconvlstm untrained shuffle N=100 S=1 LDP none``."""
+        """Short readable form, e.g. ``hapt deepconvlstm untrained shuffle N=100 S=1 clip+noise
+        none`` (the paper's "LDP", which has no epsilon)."""
         return (f"{self.dataset} {self.model} {self.state} {self.sampler} "
-                f"N={self.batch_size} S={self.local_steps} LDP {self.ldp}")
+                f"N={self.batch_size} S={self.local_steps} clip+noise {self.ldp}")
 
 
 _DEFAULTS = ExperimentConfig().to_dict()

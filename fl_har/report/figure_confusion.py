@@ -128,12 +128,12 @@ def _draw_grid(grid: GridKey, cells: dict[CellKey, PooledConfusion], attack: str
             cell = cells.get((sampler, setting))
             if cell is None or cell.updates == 0:
                 axis.set_axis_off()
-                axis.text(0.5, 0.5, f"{sampler}, LDP {setting}:\nno run", ha="center",
+                axis.text(0.5, 0.5, f"{sampler}, clip+noise {setting}:\nno run", ha="center",
                           va="center", transform=axis.transAxes)
                 continue
             image = axis.imshow(cell.normalised(), vmin=0.0, vmax=1.0, cmap="Blues")
             left_out = f", {cell.unpaired} unpaired left out" if cell.unpaired else ""
-            axis.set_title(f"{sampler}, LDP {setting}\n{len(cell.clients)} clients, "
+            axis.set_title(f"{sampler}, clip+noise {setting}\n{len(cell.clients)} clients, "
                            f"{cell.updates} updates{left_out}", fontsize="small")
             bottom, left = row == len(samplers) - 1, column == 0
             axis.set_xticks(ticks if bottom else [], names if bottom else [], rotation=90,
@@ -153,8 +153,8 @@ def _draw_grid(grid: GridKey, cells: dict[CellKey, PooledConfusion], attack: str
                     "pooled over all updates of all clients", fontsize="medium")
     save(figure, path)
     caption = (f"Sorted-pairing confusion matrices of {attack} ({variant} definition) on "
-               f"{dataset} with the {state} {model}, per sampling strategy (rows) and LDP setting "
-               "(columns); pair counts summed over every update of every client, rows "
+               f"{dataset} with the {state} {model}, per sampling strategy (rows) and batch clip+noise "
+               "setting (the paper's LDP, no ε; columns); pair counts summed over every update of every client, rows "
                "normalised to 100%.")
     return FigureFile("figure4", path, title, caption)
 

@@ -32,7 +32,8 @@ VARIANT_HEADINGS = {
 FIGURE_SECTIONS = (
     ("figure2", "Figure 2 equivalent: leakage per attack and sampling strategy"),
     ("figure3", "Figure 3 equivalent: multi-step minus single-step"),
-    ("figure4", "Figure 4 equivalent: confusion matrices with and without LDP"),
+    ("figure4", ("Figure 4 equivalent: confusion matrices with and without batch "
+                 "clip+noise (the paper's LDP, no ε)")),
 )
 
 
@@ -89,7 +90,7 @@ def _runs_section(content: ReportContent, base: Path) -> list[str]:
     grouped = grouped.join(clients)
     rows = [[*key, row.variants, row.runs, row.subjects, duration(row.seconds)]
             for key, row in zip(grouped.index, grouped.itertuples(), strict=True)]
-    lines += _table(["dataset", "model", "state", "sampler", "N", "S", "LDP", "attacks",
+    lines += _table(["dataset", "model", "state", "sampler", "N", "S", "clip+noise (paper's LDP, no ε)", "attacks",
                      "runs", "clients", "round time"], rows, right=3)
     if collection.skipped:
         lines += ["", "Skipped run directories:", ""]
@@ -166,7 +167,8 @@ def _runtime_section(runs: pd.DataFrame, sweeps: Sequence[tuple[Path, dict]]) ->
 def table1_section(table: pd.DataFrame, batch_size: int, heading: str = "##") -> list[str]:
     """Both variants' Table 1 with the explanation of how each value is averaged."""
     lines = [f"{heading} Table 1 equivalent: average ClassAcc by sampling strategy", "",
-             (f"Single-step updates (N={batch_size}, S=1) without LDP. Each value: the mean "
+             (f"Single-step updates (N={batch_size}, S=1) without batch clip+noise (the paper's "
+              "LDP, which has no ε). Each value: the mean "
               "ClassAcc over clients per model × attack (all runs / folds of a configuration "
               "pooled, each subject once), then the equal-weight mean over the family's attacks "
               "(weight-based: LLG, LLG+, LLG*; bias-based: EBI, LLBG, iLRG, iDLG) and over the "
