@@ -12,11 +12,13 @@ from attacks.calibration import clear_calibration_cache
 from attacks.count_identity import counts_from_softmax_mass
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
 from attacks.pseudo_gradient import last_layer_update, pseudo_gradient
-from attacks.registry import available, reconstruct_labels
+from attacks.registry import available, reconstruct_labels, reconstruct_labels_with_diagnostics
+from attacks.result import AttackResult
 
 __all__ = [
     "AttackContext",
     "AttackError",
+    "AttackResult",
     "LastLayerUpdate",
     "available",
     "clear_calibration_cache",
@@ -24,4 +26,5 @@ __all__ = [
     "last_layer_update",
     "pseudo_gradient",
     "reconstruct_labels",
+    "reconstruct_labels_with_diagnostics",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 
 from attacks.ebi import ebi
 from attacks.idlg import idlg
-from attacks.ilrg import ilrg
+from attacks.ilrg import ilrg, ilrg_result
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
 from attacks.leakage_har import (
     leakage_har_ebi,
@@ -20,6 +20,8 @@ from attacks.leakage_har import (
 )
 from attacks.llbg import llbg, llbg_trained
 from attacks.llg import llg, llg_plus, llg_star
+from attacks.result import AttackResult
+from attacks.rlu import rlu, rlu_result
 
 AttackFunction = Callable[[LastLayerUpdate, AttackContext], np.ndarray]
 
@@ -39,6 +41,7 @@ _ATTACKS: dict[str, _Attack] = {
         llbg_trained, "LLBG trained form: impact (1-conf)/B, conf from aux windows or a constant"
     ),
     "ilrg": _Attack(ilrg, "iLRG (Ma et al. 2023): recovered class probabilities + least squares"),
+    "rlu": _Attack(rlu, "RLU (Chen & Vikalo 2024): erroneous confidences on aux data, NNLS, drift"),
     "idlg": _Attack(idlg, "iDLG (Zhao et al. 2020): argmin bias gradient; negative-set rule for N>1"),
     "leakage_har.llg": _Attack(
         leakage_har_llg, "paper code's LLG: stale-index stage 2, leftovers all on one class"
@@ -53,6 +56,13 @@ _ATTACKS: dict[str, _Attack] = {
     "leakage_har.ilrg": _Attack(
         leakage_har_ilrg, "paper code's iLRG: uniform probabilities, N(1/C - g), random padding"
     ),
+}
+
+
+# Attacks that also report diagnostics (the others get an empty diagnostics dict).
+_WITH_DIAGNOSTICS: dict[str, Callable[[LastLayerUpdate, AttackContext], AttackResult]] = {
+    "ilrg": ilrg_result,
+    "rlu": rlu_result,
 }
 
 
@@ -80,6 +90,17 @@ def reconstruct_labels(
         AttackError: unknown name, or the attack cannot apply (see :class:`AttackError`).
         TypeError: ``update`` / ``context`` of the wrong type.
     """
+    return reconstruct_labels_with_diagnostics(name, update, context).counts
+
+
+def reconstruct_labels_with_diagnostics(
+    name: str, update: LastLayerUpdate, context: AttackContext | None = None
+) -> AttackResult:
+    """As :func:`reconstruct_labels`, with the attack's diagnostics (e.g. iLRG's condition number).
+
+    Returns:
+        :class:`attacks.result.AttackResult`; ``diagnostics`` is empty for attacks without any.
+    """
     attack = _ATTACKS.get(name)
     if attack is None:
         raise AttackError(f"unknown attack {name!r}; available: {', '.join(_ATTACKS)}")
@@ -89,10 +110,16 @@ def reconstruct_labels(
         context = AttackContext()
     elif not isinstance(context, AttackContext):
         raise TypeError(f"context: expected attacks.AttackContext, got {type(context).__name__}")
-    counts = np.asarray(attack.run(update, context), dtype=np.int64)
+    with_diagnostics = _WITH_DIAGNOSTICS.get(name)
+    if with_diagnostics is not None:
+        result = with_diagnostics(update, context)
+        counts, diagnostics = result.counts, result.diagnostics
+    else:
+        counts, diagnostics = attack.run(update, context), {}
+    counts = np.asarray(counts, dtype=np.int64)
     unadjusted = name == "ilrg" and not context.ilrg_force_sum
     if counts.shape != (update.num_classes,) or np.any(counts < 0) or (
         not unadjusted and int(counts.sum()) != update.num_samples
     ):
         raise RuntimeError(f"{name} produced invalid counts {counts} for N={update.num_samples}")
-    return counts
+    return AttackResult(counts, dict(diagnostics))

@@ -51,7 +51,7 @@ REGIMES = ("frozen", "train")
 HAPT_CHANNELS = ("acc", "acc+gyro")
 LOSSES = ("unweighted", "class_weighted")
 LDP_SCOPES = ("last_layer", "all")
-DUMMY_KINDS = ("normal", "zeros", "ones")
+DUMMY_KINDS = ("normal", "zeros", "ones", "random_int")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
 
 
