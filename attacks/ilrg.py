@@ -20,8 +20,10 @@ ICLR 2023.
 Diagnostics (:func:`ilrg_result`): ``condition_number`` (2-norm condition number of the
 (C+1) x C system; large = near-singular, estimates unreliable), ``exploded_classes`` (classes whose
 estimate exceeded N and was set to 0), ``raw_estimate`` (the unrounded least-squares counts).
-We apply the "above N" rule to the unrounded estimate; applied after rounding it would differ only
-for estimates in (N, N + 0.5).
+The "above N" test is made on the rounded estimate, as in the authors' code (clamp, round, then
+zero every count above N): an estimate of N + 1e-9 (floating-point noise on an exact answer, e.g.
+a single window) is kept, while N + 0.5 and beyond is discarded. The forced-sum variant then
+distributes N over the kept unrounded estimates.
 
 For a multi-step update the average step gradient with N = all windows satisfies the same system
 (the ratio in step 1 is scale-free); the model's drift during local steps is ignored.
@@ -60,9 +62,9 @@ def ilrg_solution(
 
 
 def apply_published_rule(estimate: np.ndarray, num_samples: int) -> np.ndarray:
-    """The authors' rule: negative estimates -> 0, estimates above N -> 0 (unrounded)."""
+    """The authors' rule: negative estimates -> 0, estimates that round above N -> 0."""
     ruled = np.clip(np.asarray(estimate, dtype=np.float64), 0.0, None)
-    ruled[ruled > num_samples] = 0.0
+    ruled[np.round(ruled) > num_samples] = 0.0
     return ruled
 
 
@@ -115,7 +117,9 @@ def ilrg_result(update: LastLayerUpdate, context: AttackContext) -> AttackResult
     counts = round_counts(ruled, update.num_samples, context.ilrg_force_sum)
     return AttackResult(counts, {
         "condition_number": float(np.linalg.cond(system)),
-        "exploded_classes": [int(c) for c in np.flatnonzero(estimate > update.num_samples)],
+        "exploded_classes": [
+            int(c) for c in np.flatnonzero(np.round(estimate) > update.num_samples)
+        ],
         "raw_estimate": [float(v) for v in estimate],
     })
 
