@@ -182,3 +182,16 @@ def test_aux_forward_is_cached_per_model_version():
     handle.remove()
     np.testing.assert_array_equal(first, second)
     assert len(calls) == 1  # 240 aux windows: one forward chunk, then cache hits
+
+
+def test_random_int_dummies_are_integer_valued_up_to_2_pow_24():
+    """LLG*'s "random_int" dummies: the LLG authors' Tensor.random_() range for float32."""
+    from attacks.calibration import _dummy_batch
+
+    batch = _dummy_batch(np.random.default_rng(0), "random_int", (64, WINDOW, CHANNELS))
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, np.round(batch))
+    assert batch.min() >= 0 and batch.max() <= 2**24 and batch.max() > 2**23
+    context = AttackContext(model=TanhNet(), input_shape=(WINDOW, CHANNELS), dummy_kind="random_int")
+    update = LastLayerUpdate(np.zeros((C, 64)), np.zeros(C), 12)
+    assert reconstruct_labels("llg_star", update, context).sum() == 12
