@@ -23,7 +23,8 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``sampler``, ``loss`` (``unweighted`` / ``class_weighted``), ``train_mode`` (dropout active as in
   the paper), ``ldp_clip`` (rho, 0 = off), ``ldp_noise`` (sigma, 0 = off), ``ldp_scope``.
 - ``[server]``: ``lr`` (server learning rate: the global model moves by ``lr`` times the averaged
-  update; 1 = plain FedAvg).
+  update; 1 = plain FedAvg), ``secure_aggregation`` (an honest, simulated secure sum: the curious
+  server attacks only each round's FedAvg-weighted cohort aggregate, never an individual update).
 - ``[attacks]``: ``names`` and attack options.
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
 
@@ -130,6 +131,8 @@ class ClientConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     lr: float = 1.0
+    # Simulated secure aggregation: the curious server sees only each round's cohort aggregate.
+    secure_aggregation: bool = False
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,12 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(
             f"{source}: server.lr = {config.server.lr} has no effect in the frozen regime (the "
             "global model is never updated); use run.regime = \"train\""
+        )
+    if config.server.secure_aggregation and client.local_epochs:
+        raise ConfigError(
+            f"{source}: server.secure_aggregation needs every client to take the same number of "
+            f"local steps (client.local_epochs = 0); with client.local_epochs = "
+            f"{client.local_epochs} the cohort aggregate mixes different step counts"
         )
     if not config.simulation.timeout > 0:
         raise ConfigError(

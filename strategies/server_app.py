@@ -68,6 +68,8 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
         "llbg_confidence": (
             config.attacks.llbg_confidence if config.attacks.llbg_confidence >= 0 else None
         ),
+        # RLU's drift correction: the server set the clients' step size
+        "rlu_lr": config.client.lr,
     }
     frozen = config.run.regime == "frozen"
     run_token = uuid.uuid4().hex
@@ -176,6 +178,7 @@ def run_server(
             frozen=config.run.regime == "frozen",
             cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
                     if size < len(roster) else None),
+            secure_aggregation=config.server.secure_aggregation,
         )
         writer = RoundWriter(config, plan, store, recorder, progress)
         train_config = ConfigRecord(to_flat(config))
