@@ -40,9 +40,10 @@ def _check_counts(round_counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(round_counts)
     if counts.ndim != 2 or counts.shape[0] < 1 or counts.shape[1] < 1:
         raise AttackError(f"round_counts: expected [rounds, classes], got shape {counts.shape}")
-    if not np.issubdtype(counts.dtype, np.integer):
-        if not np.all(np.isfinite(counts)) or np.any(counts != np.round(counts)):
-            raise AttackError("round_counts: expected whole-number counts")
+    if not np.issubdtype(counts.dtype, np.integer) and (
+        not np.all(np.isfinite(counts)) or np.any(counts != np.round(counts))
+    ):
+        raise AttackError("round_counts: expected whole-number counts")
     counts = counts.astype(np.int64)
     if np.any(counts < 0):
         raise AttackError("round_counts: counts must be >= 0")
@@ -105,7 +106,7 @@ def transition_prior(sequences: list[np.ndarray], num_classes: int, smoothing: f
 
 
 def _path_cost(order: tuple[int, ...], cost: np.ndarray) -> float:
-    return float(sum(cost[a, b] for a, b in zip(order[:-1], order[1:])))
+    return float(sum(cost[a, b] for a, b in itertools.pairwise(order)))
 
 
 def _best_inner(first: int, last: int, inner: list[int], cost: np.ndarray

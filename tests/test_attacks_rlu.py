@@ -150,7 +150,7 @@ def test_five_local_steps_with_drift_correction(seed, lr, floor):
     0.867 / 0.867 / 0.900)."""
     model, update, truth = _untrained_case(seed, steps=5, lr=lr)
     aux_x, aux_y = aux_set(200 + seed)
-    base = dict(model=model, aux_windows=aux_x, aux_labels=aux_y, model_train_mode=False)
+    base = {"model": model, "aux_windows": aux_x, "aux_labels": aux_y, "model_train_mode": False}
     corrected = reconstruct_labels_with_diagnostics("rlu", update, AttackContext(**base, rlu_lr=lr))
     plain = reconstruct_labels("rlu", update, AttackContext(**base))
     assert corrected.diagnostics["drift_steps"] == 5

@@ -25,12 +25,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from attacks.disaggregation import disaggregate  # noqa: E402
-from attacks.timeline import greedy_timeline, transition_prior, viterbi_timeline  # noqa: E402
-from fl_har import metrics  # noqa: E402
-from fl_har.config import from_dict  # noqa: E402
-from fl_har.federation import windows_for  # noqa: E402
-from fl_har.results.readers import load_run  # noqa: E402
+from attacks.disaggregation import disaggregate
+from attacks.timeline import greedy_timeline, transition_prior, viterbi_timeline
+from fl_har import metrics
+from fl_har.config import from_dict
+from fl_har.federation import windows_for
+from fl_har.results.readers import load_run
 
 
 def find_runs(paths: list[str]) -> list:
@@ -72,8 +72,8 @@ def attack_section(runs: list) -> list[str]:
         table = pd.concat(frames)
         table = table[table["error"] == ""]
         steps = sorted(table["S"].unique())
-        lines += [f"{model}, N = {batch} windows per update; mean over updates "
-                  f"(updates per cell: {int(table.groupby(['attack', 'S']).size().min())}).", ""]
+        lines += [(f"{model}, N = {batch} windows per update; mean over updates "
+                  f"(updates per cell: {int(table.groupby(['attack', 'S']).size().min())})."), ""]
         for metric in ("ln_acc", "count_acc", "le_acc"):
             label = metrics.METRIC_LABELS[metric]
             lines.append(f"| {label} | " + " | ".join(f"S = {s}" for s in steps) + " |")
@@ -145,11 +145,11 @@ def secure_section(runs: list) -> list[str]:
             cells.append("n/a" if row.empty else
                          f"{fmt(row['ln_acc'].mean())} / {fmt(row['count_acc'].mean())}")
         lines.append(f"| {attack} | " + " | ".join(cells) + " |")
-    lines += ["", "Disaggregation (non-negative least squares per class over the rounds, public "
+    lines += ["", ("Disaggregation (non-negative least squares per class over the rounds, public "
               "participation lists): overlap = mean over identifiable clients of "
               "sum_c min(p_hat[c], p[c]) between the recovered label distribution and the "
               "client's true label distribution over its whole recording (the per-round "
-              "histograms vary around it: shuffled batches).", "",
+              "histograms vary around it: shuffled batches)."), "",
               "| K | source | clients | rounds | rank | identifiable | overlap |",
               "|---|---|---|---|---|---|---|"]
     for row in disagg_rows:
@@ -188,10 +188,10 @@ def timeline_section(runs: list) -> list[str]:
                 continue  # not the recording order (should not happen with "sequential")
             pred_counts = np.stack([np.asarray(v) for v in part["pred_counts"]])
             for source, counts in (("attack", pred_counts), ("true counts", true_counts)):
-                if source == "true counts" and attack != sorted(table["attack"].unique())[0]:
+                if source == "true counts" and attack != min(table["attack"].unique()):
                     continue
                 for decoder, decode in (("greedy", greedy_timeline),
-                                        ("viterbi", lambda k: viterbi_timeline(k, prior))):
+                                        ("viterbi", lambda k, p=prior: viterbi_timeline(k, p))):
                     predicted = decode(counts)
                     rows.append({
                         "N": batch, "counts": attack if source == "attack" else "true (oracle)",
@@ -205,10 +205,10 @@ def timeline_section(runs: list) -> list[str]:
     if not rows:
         return lines + ["No usable client timeline.", ""]
     frame = pd.DataFrame(rows)
-    lines += ["Mean over clients; edit distance divided by the number of true segments. The "
-              "Viterbi prior is estimated from the server's own subjects' recordings.", "",
-              "| N | counts | decoder | window acc. | segment precision | segment recall | "
-              "edit distance / segments |", "|---|---|---|---|---|---|---|"]
+    lines += [("Mean over clients; edit distance divided by the number of true segments. The "
+              "Viterbi prior is estimated from the server's own subjects' recordings."), "",
+              ("| N | counts | decoder | window acc. | segment precision | segment recall | "
+              "edit distance / segments |"), "|---|---|---|---|---|---|---|"]
     for (batch, counts, decoder), part in frame.groupby(["N", "counts", "decoder"]):
         lines.append(f"| {batch} | {counts} | {decoder} | {fmt(part['window_accuracy'].mean())} | "
                      f"{fmt(part['segment_precision'].mean())} | "
@@ -230,8 +230,8 @@ def main() -> None:
     plain = [r for r in runs if r not in secure and r not in timeline]
     datasets = sorted({r.config["data"]["dataset"] for r in runs})
     lines = ["# Beyond the paper's attacks: results", "",
-             "Generated by `experiments/beyond/make_results.py` from "
-             f"{len(runs)} finished run(s) (datasets: {', '.join(datasets) or 'none'}).", ""]
+             ("Generated by `experiments/beyond/make_results.py` from "
+             f"{len(runs)} finished run(s) (datasets: {', '.join(datasets) or 'none'})."), ""]
     if args.note:
         lines += [args.note, ""]
     lines += attack_section(plain) + secure_section(secure) + timeline_section(timeline)
