@@ -99,8 +99,7 @@ def test_secure_aggregation_run_on_ray(tmp_path):
     args = ["--set", "data.dataset=synthetic", "--set", "data.synthetic_subjects=4",
             "--set", "client.batch_size=20", "--set", "run.rounds=2",
             "--set", "run.regime=train", "--set", "attacks.names=llbg,ilrg",
-            "--set", "server.secure_aggregation=true",
-            "--set", "simulation.cpus_per_client=0.5"]
+            "--set", "server.secure_aggregation=true"]
     env = dict(os.environ, COLUMNS="120")
     result = subprocess.run([sys.executable, "-m", "fl_har_app", "run", *args, "--out",
                              str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,

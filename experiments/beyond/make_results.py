@@ -152,7 +152,7 @@ def secure_section(runs: list) -> list[str]:
               "histograms vary around it: shuffled batches)."), "",
               "| K | source | clients | rounds | rank | identifiable | overlap |",
               "|---|---|---|---|---|---|---|"]
-    for row in disagg_rows:
+    for row in sorted(disagg_rows, key=lambda r: (r["K"] or 0, r["source"])):
         lines.append(f"| {row['K']} | {row['source']} | {row['clients']} | {row['rounds']} | "
                      f"{row['rank']} | {row['identifiable']} | {fmt(row['overlap'])} |")
     return lines + [""]
