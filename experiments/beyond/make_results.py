@@ -100,9 +100,10 @@ def secure_section(runs: list) -> list[str]:
         c = run.config
         config = from_dict(c)
         k = int(c["run"]["clients_per_round"]) or None
+        model = model_label(c)
         table = run.attacks[(run.attacks["partition"] == -1) & (run.attacks["error"] == "")]
         for attack, part in table.groupby("attack"):
-            cohort_rows.append({"K": k, "attack": attack, "ln_acc": part["ln_acc"].mean(),
+            cohort_rows.append({"model": model, "K": k, "attack": attack, "ln_acc": part["ln_acc"].mean(),
                                 "count_acc": part["count_acc"].mean(), "updates": len(part)})
         updates = run.updates[run.updates["status"] == "ok"]
         partitions = sorted(updates["partition"].unique())
@@ -129,31 +130,31 @@ def secure_section(runs: list) -> list[str]:
             for j in np.flatnonzero(ok):
                 estimate = result.estimates[j] / result.estimates[j].sum()
                 overlap.append(np.minimum(estimate, truth[j]).sum())
-            disagg_rows.append({"K": k, "source": source, "clients": len(partitions),
+            disagg_rows.append({"model": model, "K": k, "source": source, "clients": len(partitions),
                                 "rounds": len(rounds), "rank": result.rank,
                                 "identifiable": int(result.identifiable.sum()),
                                 "overlap": float(np.mean(overlap)) if overlap else float("nan")})
     frame = pd.DataFrame(cohort_rows)
     ks = sorted(frame["K"].dropna().unique())
     lines += ["Leakage of the cohort histogram (N = K x batch size), mean over rounds:", "",
-              "| attack | " + " | ".join(f"K = {int(k)} LnAcc / exact" for k in ks) + " |",
-              "|---|" + "---|" * len(ks)]
-    for attack, part in frame.groupby("attack"):
+              "| model | attack | " + " | ".join(f"K = {int(k)} LnAcc / exact" for k in ks)
+              + " |", "|---|---|" + "---|" * len(ks)]
+    for (model, attack), part in frame.groupby(["model", "attack"]):
         cells = []
         for k in ks:
             row = part[part["K"] == k]
             cells.append("n/a" if row.empty else
                          f"{fmt(row['ln_acc'].mean())} / {fmt(row['count_acc'].mean())}")
-        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | {attack} | " + " | ".join(cells) + " |")
     lines += ["", ("Disaggregation (non-negative least squares per class over the rounds, public "
               "participation lists): overlap = mean over identifiable clients of "
               "sum_c min(p_hat[c], p[c]) between the recovered label distribution and the "
               "client's true label distribution over its whole recording (the per-round "
               "histograms vary around it: shuffled batches)."), "",
-              "| K | source | clients | rounds | rank | identifiable | overlap |",
-              "|---|---|---|---|---|---|---|"]
-    for row in sorted(disagg_rows, key=lambda r: (r["K"] or 0, r["source"])):
-        lines.append(f"| {row['K']} | {row['source']} | {row['clients']} | {row['rounds']} | "
+              "| model | K | source | clients | rounds | rank | identifiable | overlap |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in sorted(disagg_rows, key=lambda r: (r["model"], r["K"] or 0, r["source"])):
+        lines.append(f"| {row['model']} | {row['K']} | {row['source']} | {row['clients']} | {row['rounds']} | "
                      f"{row['rank']} | {row['identifiable']} | {fmt(row['overlap'])} |")
     return lines + [""]
 
@@ -167,6 +168,7 @@ def timeline_section(runs: list) -> list[str]:
         c = run.config
         config = from_dict(c)
         batch = int(c["client"]["batch_size"])
+        model = model_label(c)
         table = run.attacks[(run.attacks["partition"] >= 0) & (run.attacks["error"] == "")]
         if table.empty:
             continue
@@ -194,7 +196,7 @@ def timeline_section(runs: list) -> list[str]:
                                         ("viterbi", lambda k, p=prior: viterbi_timeline(k, p))):
                     predicted = decode(counts)
                     rows.append({
-                        "N": batch, "counts": attack if source == "attack" else "true (oracle)",
+                        "model": model, "N": batch, "counts": attack if source == "attack" else "true (oracle)",
                         "decoder": decoder,
                         "window_accuracy": metrics.window_accuracy(truth, predicted),
                         "segment_precision": metrics.segment_precision(truth, predicted),
