@@ -209,10 +209,12 @@ def timeline_section(runs: list) -> list[str]:
     frame = pd.DataFrame(rows)
     lines += [("Mean over clients; edit distance divided by the number of true segments. The "
               "Viterbi prior is estimated from the server's own subjects' recordings."), "",
-              ("| N | counts | decoder | window acc. | segment precision | segment recall | "
-              "edit distance / segments |"), "|---|---|---|---|---|---|---|"]
-    for (batch, counts, decoder), part in frame.groupby(["N", "counts", "decoder"]):
-        lines.append(f"| {batch} | {counts} | {decoder} | {fmt(part['window_accuracy'].mean())} | "
+              ("| model | N | counts | decoder | window acc. | segment precision | "
+               "segment recall | edit distance / segments |"), "|---|---|---|---|---|---|---|---|"]
+    for (model, batch, counts, decoder), part in frame.groupby(["model", "N", "counts",
+                                                                 "decoder"]):
+        lines.append(f"| {model} | {batch} | {counts} | {decoder} | "
+                     f"{fmt(part['window_accuracy'].mean())} | "
                      f"{fmt(part['segment_precision'].mean())} | "
                      f"{fmt(part['segment_recall'].mean())} | "
                      f"{fmt(part['edit_distance'].mean())} |")
