@@ -24,8 +24,10 @@ from attacks.registry import (
     context_options,
     option_schema,
     reconstruct_labels,
+    reconstruct_labels_with_diagnostics,
     resolve_options,
 )
+from attacks.result import AttackResult
 
 __all__ = [
     "BIAS",
@@ -35,6 +37,7 @@ __all__ = [
     "AttackContext",
     "AttackError",
     "AttackOption",
+    "AttackResult",
     "AttackSpec",
     "LastLayerUpdate",
     "attack_spec",
@@ -46,5 +49,6 @@ __all__ = [
     "option_schema",
     "pseudo_gradient",
     "reconstruct_labels",
+    "reconstruct_labels_with_diagnostics",
     "resolve_options",
 ]

@@ -206,6 +206,9 @@ def _dummy_batch(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) ->
         return np.zeros(shape, dtype=np.float32)
     if kind == "ones":
         return np.ones(shape, dtype=np.float32)
+    if kind == "random_int":
+        # torch's Tensor.random_() on float32: integers in [0, 2**mantissa] = [0, 2**24].
+        return rng.integers(0, 2**24, size=shape, endpoint=True).astype(np.float32)
     return rng.standard_normal(shape, dtype=np.float32)
 
 

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 #: Dummy-input kinds accepted by LLG* (Wainakh et al. 2022 use random inputs; zeros/ones are the
-#: other common choices).
-DUMMY_KINDS = ("normal", "zeros", "ones")
+#: other common choices; "random_int" is what the LLG authors' code draws: torch's
+#: ``Tensor.random_()`` on float32, integer-valued floats in [0, 2**24]).
+DUMMY_KINDS = ("normal", "zeros", "ones", "random_int")
 
 
 class AttackError(ValueError):
@@ -165,13 +166,18 @@ class AttackContext:
             version within one process (or call :func:`attacks.clear_calibration_cache`).
         model_train_mode: run calibration forwards in train mode (dropout active, as the client
             trains and as the paper's code did) or eval mode. The model's modes are restored.
-        dummy_kind: LLG* dummy inputs: "normal" (standard normal), "zeros" or "ones".
+        dummy_kind: LLG* dummy inputs: "normal" (standard normal), "zeros", "ones" or
+            "random_int" (integer-valued floats in [0, 2**24], the LLG authors' ``random_()``).
         calibration_repeats: calibration batches per class (Wainakh et al. average 10).
         llbg_confidence: one constant gamma in [0, 1) used as every class's confidence by
             llbg_trained instead of estimating confidences from the auxiliary windows; None or a
             negative value (a config file's way to say "estimate") = estimate.
-        ilrg_force_sum: iLRG rounding: True = largest-remainder rounding to exactly N (default);
-            False = the published "clamp at 0, round" whose sum may differ from N.
+        ilrg_force_sum: iLRG rounding after the published "negative or above N -> 0" rule:
+            True = largest-remainder rounding to exactly N (default); False = the published
+            rounding (``round``, no correction) whose sum may differ from N.
+        rlu_lr: the clients' local step size eta, a public hyper-parameter the server sets; RLU
+            uses it for its drift correction with S > 1 local steps. None = unknown (RLU then
+            uses the sent model only).
         options: values of further attack options by name (an attack reads them with
             :meth:`option`, which falls back to the option's default).
     """
@@ -188,6 +194,7 @@ class AttackContext:
     calibration_repeats: int = 10
     llbg_confidence: float | None = None
     ilrg_force_sum: bool = True
+    rlu_lr: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)
     _aux_digest: list[str] = field(default_factory=list, init=False, repr=False)
 
@@ -209,6 +216,11 @@ class AttackContext:
             if not 0.0 <= gamma < 1.0:
                 raise AttackError(f"llbg_confidence: expected a value in [0, 1), got {gamma}")
             set_(self, "llbg_confidence", gamma)
+        if self.rlu_lr is not None:
+            eta = float(self.rlu_lr)
+            if not np.isfinite(eta) or eta <= 0:
+                raise AttackError(f"rlu_lr: expected a finite step size > 0, got {self.rlu_lr!r}")
+            set_(self, "rlu_lr", eta)
         if self.model_version is not None:
             try:
                 hash(self.model_version)

@@ -18,7 +18,7 @@ import numpy as np
 from attacks.calibration import CALIBRATION_REPEATS, DUMMY_KIND
 from attacks.ebi import ebi
 from attacks.idlg import idlg
-from attacks.ilrg import ILRG_FORCE_SUM, ilrg
+from attacks.ilrg import ILRG_FORCE_SUM, ilrg, ilrg_result
 from attacks.inputs import AttackContext, AttackError, LastLayerUpdate
 from attacks.leakage_har import (
     leakage_har_ebi,
@@ -30,6 +30,8 @@ from attacks.leakage_har import (
 from attacks.llbg import LLBG_CONFIDENCE, llbg, llbg_trained
 from attacks.llg import llg, llg_plus, llg_star
 from attacks.options import AttackOption
+from attacks.result import AttackResult
+from attacks.rlu import RLU_DRIFT, rlu, rlu_result
 
 AttackFunction = Callable[[LastLayerUpdate, AttackContext], np.ndarray]
 
@@ -62,6 +64,9 @@ class AttackSpec:
         ``published`` or ``reference`` (a reproduction of the label-leakage paper's code).
     base : str
         The attack it is a variant of (its own name for published attacks).
+    diagnose : callable, optional
+        ``(update, context) -> AttackResult``: the same counts with diagnostics (e.g. iLRG's
+        condition number); attacks without one report empty diagnostics.
     """
 
     run: AttackFunction
@@ -71,6 +76,7 @@ class AttackSpec:
     options: tuple[AttackOption, ...] = ()
     variant: str = PUBLISHED
     base: str = ""
+    diagnose: Callable[[LastLayerUpdate, AttackContext], AttackResult] | None = None
 
 
 def _reference(base: str, run: AttackFunction, description: str, family: str) -> AttackSpec:
@@ -95,7 +101,11 @@ _ATTACKS: dict[str, AttackSpec] = {
     ),
     "ilrg": AttackSpec(
         ilrg, "iLRG: recovered class probabilities + least squares", BIAS,
-        "Ma et al., ICLR 2023", (ILRG_FORCE_SUM,),
+        "Ma et al., ICLR 2023", (ILRG_FORCE_SUM,), diagnose=ilrg_result,
+    ),
+    "rlu": AttackSpec(
+        rlu, "RLU: erroneous confidences on aux windows, non-negative least squares, drift", BIAS,
+        "Chen & Vikalo, ICML 2024", (RLU_DRIFT,), diagnose=rlu_result,
     ),
     "idlg": AttackSpec(
         idlg, "iDLG: argmin bias gradient; negative-set rule for N>1", BIAS,
@@ -191,6 +201,17 @@ def reconstruct_labels(
         AttackError: unknown name, or the attack cannot apply (see :class:`AttackError`).
         TypeError: ``update`` / ``context`` of the wrong type.
     """
+    return reconstruct_labels_with_diagnostics(name, update, context).counts
+
+
+def reconstruct_labels_with_diagnostics(
+    name: str, update: LastLayerUpdate, context: AttackContext | None = None
+) -> AttackResult:
+    """As :func:`reconstruct_labels`, with the attack's diagnostics (e.g. iLRG's condition number).
+
+    Returns:
+        :class:`attacks.result.AttackResult`; ``diagnostics`` is empty for attacks without any.
+    """
     attack = attack_spec(name)
     if not isinstance(update, LastLayerUpdate):
         raise TypeError(f"update: expected attacks.LastLayerUpdate, got {type(update).__name__}")
@@ -198,10 +219,15 @@ def reconstruct_labels(
         context = AttackContext()
     elif not isinstance(context, AttackContext):
         raise TypeError(f"context: expected attacks.AttackContext, got {type(context).__name__}")
-    counts = np.asarray(attack.run(update, context), dtype=np.int64)
+    if attack.diagnose is not None:
+        result = attack.diagnose(update, context)
+        counts, diagnostics = result.counts, result.diagnostics
+    else:
+        counts, diagnostics = attack.run(update, context), {}
+    counts = np.asarray(counts, dtype=np.int64)
     unadjusted = name == "ilrg" and not context.ilrg_force_sum
     if counts.shape != (update.num_classes,) or np.any(counts < 0) or (
         not unadjusted and int(counts.sum()) != update.num_samples
     ):
         raise RuntimeError(f"{name} produced invalid counts {counts} for N={update.num_samples}")
-    return counts
+    return AttackResult(counts, dict(diagnostics))

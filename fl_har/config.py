@@ -61,7 +61,9 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``dp_noise_multiplier * dp_clip / cohort`` to the average / ``central_fixed_client``: the
   clients clip, the server adds the noise; the curious server then sees clipped updates),
   ``dp_delta`` (delta of the per-round ``central_epsilon`` in ``rounds.parquet``; train regime
-  only).
+  only); ``secure_aggregation`` (an honest, simulated secure sum: the curious server attacks
+  only each round's FedAvg-weighted cohort aggregate, never an individual update; needs
+  ``aggregator = "fedavg"`` and no ``central_fixed_server``, which both read single updates).
 - ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
   them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
@@ -198,6 +200,8 @@ class ServerConfig:
     dp_clip: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
+    # Simulated secure aggregation: the curious server sees only each round's cohort aggregate.
+    secure_aggregation: bool = False
 
 
 @dataclass(frozen=True)
@@ -600,6 +604,25 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         )
     _validate_faults(config, source)
     _validate_aggregator(config, source)
+    if config.server.secure_aggregation and client.local_epochs:
+        raise ConfigError(
+            f"{source}: server.secure_aggregation needs every client to take the same number of "
+            f"local steps (client.local_epochs = 0); with client.local_epochs = "
+            f"{client.local_epochs} the cohort aggregate mixes different step counts"
+        )
+    if config.server.secure_aggregation:
+        # A secure sum hides the individual updates these server-side steps read.
+        if config.server.aggregator != "fedavg":
+            raise ConfigError(
+                f"{source}: server.secure_aggregation hides the individual updates that "
+                f"server.aggregator = {config.server.aggregator!r} needs; use \"fedavg\""
+            )
+        if config.server.dp == "central_fixed_server":
+            raise ConfigError(
+                f"{source}: server.secure_aggregation hides the individual updates that "
+                "server.dp = \"central_fixed_server\" clips; use \"central_fixed_client\" "
+                "(the clients clip before the secure sum)"
+            )
     if not config.simulation.timeout > 0:
         raise ConfigError(
             f"{source}: simulation.timeout must be > 0 seconds (a client that has not replied "

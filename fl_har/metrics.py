@@ -212,3 +212,103 @@ def sorted_pairing_confusion(
         return matrix
     row_sums = matrix.sum(axis=1, keepdims=True).astype(np.float64)
     return np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
+
+
+# ---- timeline metrics (issue 13: activity timelines from per-round counts) -------------------
+# A timeline is one activity label per window, in time order. Segments are maximal runs of one
+# label. These compare a reconstructed timeline (attacks.timeline) with the true one.
+
+TIMELINE_METRICS = (
+    Metric("window_accuracy", "window accuracy",
+           "share of windows whose reconstructed label equals the true label"),
+    Metric("segment_precision", "segment precision",
+           "share of predicted segments matching a true segment (same label, IoU >= 0.5)"),
+    Metric("segment_recall", "segment recall",
+           "share of true segments matched by a predicted segment (same label, IoU >= 0.5)"),
+    Metric("edit_distance", "edit distance",
+           "Levenshtein distance between the run-collapsed activity sequences"),
+)
+
+
+def _sequence(values: object, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size == 0:
+        raise MetricInputError(f"{name}: expected a non-empty 1-D label sequence, got {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise MetricInputError(f"{name}: expected integer labels, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _sequence_pair(true_labels: object, predicted_labels: object) -> tuple[np.ndarray, np.ndarray]:
+    true = _sequence(true_labels, "true_labels")
+    predicted = _sequence(predicted_labels, "predicted_labels")
+    if true.shape != predicted.shape:
+        raise MetricInputError(
+            f"true_labels ({true.size}) and predicted_labels ({predicted.size}) differ in length"
+        )
+    return true, predicted
+
+
+def segments(labels: object) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(label, start, end)`` (end exclusive) of a label sequence."""
+    seq = _sequence(labels, "labels")
+    cuts = np.flatnonzero(np.diff(seq)) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [seq.size]])
+    return [(int(seq[s]), int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def window_accuracy(true_labels: object, predicted_labels: object) -> float:
+    """Share of windows with the right label: ``mean_t [y_t == y_hat_t]``."""
+    true, predicted = _sequence_pair(true_labels, predicted_labels)
+    return float(np.mean(true == predicted))
+
+
+def _matched_segments(true_labels: object, predicted_labels: object, iou: float
+                      ) -> tuple[int, int, int]:
+    true, predicted = _sequence_pair(true_labels, predicted_labels)
+    if not 0.0 < iou <= 1.0:
+        raise MetricInputError(f"iou: expected a threshold in (0, 1], got {iou}")
+    true_segments, predicted_segments = segments(true), segments(predicted)
+    used: set[int] = set()
+    matches = 0
+    for label, start, end in predicted_segments:
+        for index, (t_label, t_start, t_end) in enumerate(true_segments):
+            if index in used or t_label != label:
+                continue
+            overlap = min(end, t_end) - max(start, t_start)
+            union = max(end, t_end) - min(start, t_start)
+            if overlap > 0 and overlap / union >= iou:
+                used.add(index)
+                matches += 1
+                break
+    return matches, len(predicted_segments), len(true_segments)
+
+
+def segment_precision(true_labels: object, predicted_labels: object, iou: float = 0.5) -> float:
+    """Matched predicted segments / predicted segments (one-to-one, same label, IoU >= iou)."""
+    matches, predicted, _ = _matched_segments(true_labels, predicted_labels, iou)
+    return matches / predicted
+
+
+def segment_recall(true_labels: object, predicted_labels: object, iou: float = 0.5) -> float:
+    """Matched true segments / true segments (one-to-one, same label, IoU >= iou)."""
+    matches, _, true = _matched_segments(true_labels, predicted_labels, iou)
+    return matches / true
+
+
+def edit_distance(true_labels: object, predicted_labels: object) -> int:
+    """Levenshtein distance between the activity sequences (each run collapsed to one label).
+
+    Insertions, deletions and substitutions cost 1; the sequences may differ in length.
+    """
+    a = [s[0] for s in segments(true_labels)]
+    b = [s[0] for s in segments(predicted_labels)]
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i]
+        for j, y in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+# ---- end timeline metrics ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ def list_attacks() -> int:
         table.add_row(name, spec.family, spec.variant, f"{spec.description} ({spec.paper})",
                       ", ".join(option.name for option in spec.options))
     console.print(table)
-    options = Table(title="Attack options ([attacks] keys)", title_justify="left")
+    options = Table(title="Attack options (\\[attacks] keys)", title_justify="left")
     for column in ("option", "default", "description"):
         options.add_column(column, style="bold" if column == "option" else None)
     for option in attacks.option_schema().values():

@@ -5,19 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from logging import INFO
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum, Strategy
 
 import protocol
+from attacks.cohort import secure_sum
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
 from strategies.roster import ClientSlot, Roster
 
 # Chooses the participants addressed in a Flower round (default: every participant).
 CohortFn = Callable[[int], list[ClientSlot]]
+
+# Aggregators that need individual updates: they cannot run under secure aggregation.
+NEEDS_INDIVIDUAL_UPDATES = (FedMedian, FedTrimmedAvg, Krum, MultiKrum, Bulyan)
 
 
 class CohortGrid(Grid):
@@ -88,6 +93,17 @@ class CuriousStrategy(Strategy):
         a fresh batch under the same model.
     cohort : Callable[[int], list[ClientSlot]] or None (default: None)
         The participants addressed in a Flower round; every participant when None.
+    secure_aggregation : bool (default: False)
+        Simulated secure aggregation: the observer receives only the round's FedAvg-weighted
+        aggregate of the valid replies (``attacks.cohort.secure_sum``, what SecAgg+ followed by
+        FedAvg reveals) with N = the cohort's windows, never an individual update; its rows are
+        scored against the sum of the cohort's true histograms. The secure sum is simulated
+        in-process (the wrapped mean-based strategy still aggregates the replies, which is what the
+        protocol computes): Flower's ``SecAggPlusWorkflow`` / ``secaggplus_mod`` work only with the
+        legacy fit-record message format (the mod converts replies with
+        ``compat.recorddict_to_fitres``; a Message-API ``@app.train()`` client fails with
+        ``KeyError: 'arrays'``) and cannot be combined with ``flwr.serverapp.strategy``. Median,
+        trimmed mean and Krum-type strategies need individual updates and are rejected.
     """
 
     def __init__(
@@ -99,7 +115,14 @@ class CuriousStrategy(Strategy):
         recorder: RoundRecorder,
         frozen: bool = False,
         cohort: CohortFn | None = None,
+        secure_aggregation: bool = False,
     ) -> None:
+        if secure_aggregation and isinstance(strategy, NEEDS_INDIVIDUAL_UPDATES):
+            raise ValueError(
+                f"secure aggregation reveals only a weighted sum; {type(strategy).__name__} needs "
+                "individual updates"
+            )
+        self.secure_aggregation = secure_aggregation
         self.strategy = strategy
         self.roster = roster
         self.observer = observer
@@ -166,16 +189,19 @@ class CuriousStrategy(Strategy):
                     server_round, node, self.roster.slot(node), "no reply (timed out)",
                     protocol.CAUSE_TIMEOUT)
         valid.sort(key=lambda item: item[0].partition)
-        for slot, msg in valid:
-            truth = protocol.take_truth(msg.content)
-            reply = protocol.decode_train_reply(msg.content)
-            rows = []
-            if truth is not None:
-                rows = self.observer.observe(
-                    slot.partition, slot.subject, reply.state, reply.num_examples,
-                    truth.label_counts,
-                )
-            self.recorder.record_reply(server_round, slot, reply, rows)
+        if self.secure_aggregation:
+            self._observe_aggregate(server_round, valid)
+        else:
+            for slot, msg in valid:
+                truth = protocol.take_truth(msg.content)
+                reply = protocol.decode_train_reply(msg.content)
+                rows = []
+                if truth is not None:
+                    rows = self.observer.observe(
+                        slot.partition, slot.subject, reply.state, reply.num_examples,
+                        truth.label_counts,
+                    )
+                self.recorder.record_reply(server_round, slot, reply, rows)
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
         # Robust aggregators (strategies.robust) say what they did with each update.
         take_decisions = getattr(self.strategy, "take_decisions", None)
@@ -189,6 +215,25 @@ class CuriousStrategy(Strategy):
         if self.frozen:
             arrays = ArrayRecord(sent)
         return arrays, metrics
+
+    def _observe_aggregate(
+        self, server_round: int, valid: list[tuple[ClientSlot, Message]]
+    ) -> None:
+        """Secure aggregation: only the cohort's weighted sum reaches the observer."""
+        states, counts, truths = [], [], []
+        for slot, msg in valid:
+            truth = protocol.take_truth(msg.content)
+            reply = protocol.decode_train_reply(msg.content)
+            self.recorder.record_reply(server_round, slot, reply, [])
+            states.append(reply.state)
+            counts.append(reply.num_examples)
+            truths.append(None if truth is None else np.asarray(truth.label_counts))
+        if not states or any(t is None for t in truths):
+            return
+        aggregate = {k: torch.from_numpy(v) for k, v in secure_sum(states, counts).items()}
+        rows = self.observer.observe_aggregate(
+            aggregate, int(sum(counts)), np.sum(truths, axis=0).astype(np.int64))
+        self.recorder.record_cohort(server_round, rows)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

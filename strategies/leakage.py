@@ -23,6 +23,10 @@ from fl_har import metrics
 from fl_har.config import ExperimentConfig
 from fl_har.models import HEAD_NAME
 
+# Rows attacking a cohort aggregate (secure aggregation) carry these in place of a client's ids.
+COHORT_PARTITION = -1
+COHORT_SUBJECT = -1
+
 # Builds the attacker's public context for one run round from the global weights sent that round.
 ContextFactory = Callable[[int, dict[str, torch.Tensor]], attacks.AttackContext]
 
@@ -142,3 +146,15 @@ class LeakageObserver:
             outcomes, true_counts, server_round=self._round, partition=partition,
             subject=subject, local_steps=local_steps,
         )
+
+    def observe_aggregate(
+        self,
+        aggregate_state: dict,
+        num_examples: int,
+        true_counts: np.ndarray,
+    ) -> list[dict]:
+        """Secure aggregation: attack the cohort's FedAvg-weighted aggregate as one update of
+        ``num_examples`` (the cohort's windows) and score it against the SUM of the cohort's true
+        histograms. Rows carry partition = subject = -1 (the cohort)."""
+        return self.observe(COHORT_PARTITION, COHORT_SUBJECT, aggregate_state, num_examples,
+                            true_counts)

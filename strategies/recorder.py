@@ -67,6 +67,12 @@ class RoundRecorder:
         record.train_seconds += reply.train_seconds
         record.losses.append(reply.train_loss)
 
+    def record_cohort(self, server_round: int, attack_rows: list[dict]) -> None:
+        """Attack rows scored on the round's cohort aggregate (secure aggregation)."""
+        record = self._record(server_round)
+        record.attack_rows.extend(attack_rows)
+        record.attack_seconds += sum(row["attack_seconds"] for row in attack_rows)
+
     def record_failure(
         self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str,
         cause: str = "error",

@@ -71,6 +71,8 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
     model = empty_model(config, plan.num_channels, plan.num_classes)
     options = attacks.context_options(config.attacks.option_values())
     options["model_train_mode"] = config.client.train_mode
+    # RLU's drift correction: the server set the clients' step size
+    options["rlu_lr"] = config.client.lr
     frozen = config.run.regime == "frozen"
     run_token = uuid.uuid4().hex
 
@@ -199,6 +201,7 @@ def run_server(
             frozen=config.run.regime == "frozen",
             cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
                     if size < len(roster) else None),
+            secure_aggregation=config.server.secure_aggregation,
         )
         writer = RoundWriter(config, plan, store, recorder, progress, stop)
         train_config = ConfigRecord(to_flat(config))

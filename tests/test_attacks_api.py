@@ -13,11 +13,11 @@ from attacks import AttackContext, AttackError, LastLayerUpdate, reconstruct_lab
 from attacks.calibration import class_confidences, clear_calibration_cache, llg_calibration
 
 NAMES = [
-    "llg", "llg_plus", "llg_star", "ebi", "llbg", "llbg_trained", "ilrg", "idlg",
+    "llg", "llg_plus", "llg_star", "ebi", "llbg", "llbg_trained", "ilrg", "rlu", "idlg",
     "leakage_har.llg", "leakage_har.llg_star", "leakage_har.ebi", "leakage_har.llbg",
     "leakage_har.ilrg",
 ]
-BIAS_READERS = ["ebi", "llbg", "llbg_trained", "ilrg", "idlg",
+BIAS_READERS = ["ebi", "llbg", "llbg_trained", "ilrg", "rlu", "idlg",
                 "leakage_har.ebi", "leakage_har.llbg", "leakage_har.ilrg"]
 
 

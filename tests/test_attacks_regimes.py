@@ -110,7 +110,9 @@ def test_large_noise_drives_accuracy_to_chance(name):
         guess = np.random.default_rng(seed).integers(0, 100, size=64)
         blind.append(ln_acc(counts, np.bincount(guess, minlength=100)))
     assert np.mean(clean) > 0.95
-    assert abs(np.mean(noisy) - np.mean(blind)) < 0.12
+    # no better than a label-blind guess (iLRG's published "above N -> 0" rule discards exploded
+    # estimates, which under pure noise leaves it somewhat below the blind guess)
+    assert np.mean(noisy) - np.mean(blind) < 0.12
     assert np.mean(noisy) < 0.55
 
 

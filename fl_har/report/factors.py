@@ -30,7 +30,7 @@ WEIGHT, BIAS, OTHER = "weight", "bias", "other"
 # The paper's attacks in the order of its figures (presentation), and the families of runs whose
 # meta.json predates the recorded attack metadata (legacy fallback).
 WEIGHT_ATTACKS = ("llg", "llg_plus", "llg_star")
-BIAS_ATTACKS = ("ebi", "llbg", "llbg_trained", "ilrg", "idlg")
+BIAS_ATTACKS = ("ebi", "llbg", "llbg_trained", "ilrg", "rlu", "idlg")
 ATTACK_ORDER = (*WEIGHT_ATTACKS, *BIAS_ATTACKS)
 
 TRAINED, UNTRAINED = "trained", "untrained"
