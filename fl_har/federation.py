@@ -8,6 +8,7 @@ many participants and rounds but decodes the data once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -21,6 +22,9 @@ from fl_har.ldp import LDPConfig
 from fl_har.models import HARModel, build_model
 from fl_har.seeding import Stream, derive_seed, stream_rng
 from fl_har.training import LocalTrainingConfig, LocalUpdate, local_update
+
+# (normalised windows, labels, their indices into the subject's windows) -> (windows, labels)
+BatchTransform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _dataset_key(data: DataConfig, seed: int) -> tuple:
@@ -215,6 +219,11 @@ class Participant:
         ``batch_size`` with each pass's last partial batch dropped -- so every local step has the
         same B windows and the server's pseudo-gradient stays exact.
         """
+        index = self.batch_index(server_round)
+        return self.normalizer(self.windows.x[index]), self.windows.y[index]
+
+    def batch_index(self, server_round: int) -> np.ndarray:
+        """Indices into the subject's windows of this round's training windows (see :meth:`batch`)."""
         client = self.config.client
         if not client.local_epochs:
             index = self.sampler.batch(server_round)
@@ -231,15 +240,27 @@ class Participant:
                     order = np.arange(count)
                 orders.append(order[:usable])
             index = np.concatenate(orders)
-        return self.normalizer(self.windows.x[index]), self.windows.y[index]
+        return index
 
-    def train_round(self, global_state: dict[str, torch.Tensor], server_round: int) -> LocalUpdate:
+    def train_round(
+        self,
+        global_state: dict[str, torch.Tensor],
+        server_round: int,
+        transform: BatchTransform | None = None,
+    ) -> LocalUpdate:
         """Load the global weights, train S local steps on this round's windows, return the
-        update (S = ``local_steps``, or one step per mini-batch with local epochs)."""
+        update (S = ``local_steps``, or one step per mini-batch with local epochs).
+
+        ``transform(x, y, index)``, if given, replaces the round's normalised windows and labels
+        before training (``index``: their indices into the subject's windows); a malicious client
+        poisons its data through it (``clients/malicious.py``)."""
         if self._model is None:
             self._model = empty_model(self.config, self.num_channels, self.num_classes)
         self._model.load_state_dict(global_state)
-        x, y = self.batch(server_round)
+        index = self.batch_index(server_round)
+        x, y = self.normalizer(self.windows.x[index]), self.windows.y[index]
+        if transform is not None:
+            x, y = transform(x, y, index)
         training = self.training
         if self.config.client.local_epochs:
             training = replace(training, local_steps=len(y) // self.config.client.batch_size)
