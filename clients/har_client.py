@@ -18,6 +18,7 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 import protocol
+from clients import malicious
 from fl_har.config import from_flat
 from fl_har.federation import Participant, dataset_for, federation_plan
 
@@ -77,12 +78,20 @@ def _train(msg: Message, partition_id: int) -> Message:
     if failure and failure == f"{partition_id}:{run_round}":
         raise InjectedFailure(f"injected failure of partition {partition_id} in round {run_round}")
     participant = _participant(flat, partition_id)
-    update = participant.train_round(global_state, run_round)
+    # A node whose subject is a backdoor adversary ([adversary]) trains maliciously.
+    attacker = malicious.attacker_for(participant)
+    extras: dict[str, float] = {}
+    is_malicious = False
+    if attacker is None:
+        update = participant.train_round(global_state, run_round)
+    else:
+        update, extras, is_malicious = attacker.train_round(global_state, run_round)
     reply = protocol.TrainReply(
         state=update.state_dict,
         num_examples=int(update.label_counts.sum()),
         train_loss=update.mean_loss,
         train_seconds=update.seconds,
-        truth=protocol.SimulationTruth(update.label_counts),
+        truth=protocol.SimulationTruth(update.label_counts, malicious=is_malicious,
+                                       attack_metrics=extras),
     )
     return Message(content=protocol.encode_train_reply(reply), reply_to=msg)

@@ -12,6 +12,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 import protocol
+from strategies.backdoor import update_statistics
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
 from strategies.roster import ClientSlot, Roster
@@ -86,6 +87,9 @@ class CuriousStrategy(Strategy):
         a fresh batch under the same model.
     cohort : Callable[[int], list[ClientSlot]] or None (default: None)
         The participants addressed in a Flower round; every participant when None.
+    measure_updates : bool (default: False)
+        Record each update's norm, its cosine to the mean of the other benign updates and the
+        truth's malicious flag in the updates table (backdoor runs; ``strategies.backdoor``).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class CuriousStrategy(Strategy):
         recorder: RoundRecorder,
         frozen: bool = False,
         cohort: CohortFn | None = None,
+        measure_updates: bool = False,
     ) -> None:
         self.strategy = strategy
         self.roster = roster
@@ -104,6 +109,7 @@ class CuriousStrategy(Strategy):
         self.recorder = recorder
         self.frozen = frozen
         self.cohort = cohort
+        self.measure_updates = measure_updates
         self._sent: dict[int, dict[str, torch.Tensor]] = {}
         self._addressed: dict[int, list[int]] = {}
 
@@ -159,9 +165,12 @@ class CuriousStrategy(Strategy):
                 self.recorder.record_failure(
                     server_round, node, self.roster.slot(node), "no reply (timed out)")
         valid.sort(key=lambda item: item[0].partition)
+        measured = []
         for slot, msg in valid:
             truth = protocol.take_truth(msg.content)
             reply = protocol.decode_train_reply(msg.content)
+            if self.measure_updates:
+                measured.append((slot.partition, reply.state, truth))
             rows = []
             if truth is not None:
                 rows = self.observer.observe(
@@ -169,6 +178,8 @@ class CuriousStrategy(Strategy):
                     truth.label_counts,
                 )
             self.recorder.record_reply(server_round, slot, reply, rows)
+        if measured:
+            self.recorder.annotate_updates(server_round, update_statistics(sent, measured))
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
         if self.frozen:
             arrays = ArrayRecord(sent)

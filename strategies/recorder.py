@@ -67,6 +67,12 @@ class RoundRecorder:
         record.train_seconds += reply.train_seconds
         record.losses.append(reply.train_loss)
 
+    def annotate_updates(self, server_round: int, stats: dict[int, dict]) -> None:
+        """Add measured columns to the round's reply rows (``stats``: by partition)."""
+        for row in self._record(server_round).update_rows:
+            if row["status"] == "ok" and row["partition"] in stats:
+                row.update(stats[row["partition"]])
+
     def record_failure(
         self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str
     ) -> None:

@@ -21,6 +21,8 @@ from flwr.serverapp import Grid, ServerApp
 
 import attacks
 import protocol
+from attacks.backdoor import Trigger, build_trigger
+from fl_har.adversary import AdversaryPlan, resolve_adversary
 from fl_har.config import ExperimentConfig, check_attacks, from_flat, load_config, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
@@ -35,6 +37,7 @@ from fl_har.federation import (
 from fl_har.results import RunStore
 from fl_har.seeding import Stream, derive_seed
 from strategies.aggregators import build_aggregator
+from strategies.backdoor import BackdoorProbe
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
@@ -102,6 +105,7 @@ class RoundWriter:
         store: RunStore,
         recorder: RoundRecorder,
         progress: ProgressFn | None = None,
+        backdoor: tuple[AdversaryPlan, Trigger] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -109,6 +113,11 @@ class RoundWriter:
         self.progress = progress
         self.eval_x, self.eval_y = _held_windows(config, plan.eval_subjects)
         self.eval_model = empty_model(config, plan.num_channels, plan.num_classes)
+        # Backdoor runs: ASR on the triggered held-out windows (measurement only).
+        self.backdoor_probe = None
+        if backdoor is not None and self.eval_x is not None:
+            self.backdoor_probe = BackdoorProbe(*backdoor, self.eval_x, self.eval_y,
+                                                config.run.seed)
         self.failures = 0
         self._round_start = time.perf_counter()
 
@@ -132,6 +141,8 @@ class RoundWriter:
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
             round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
+            if self.backdoor_probe is not None:
+                round_row.update(self.backdoor_probe.measure(self.eval_model))
         round_row["round_seconds"] = time.perf_counter() - self._round_start
         self.store.record_round(run_round, record.attack_rows, round_row, record.failures, state,
                                 update_rows=record.update_rows)
@@ -157,6 +168,10 @@ def run_server(
         dataset = dataset_for(config)
         plan = federation_plan(config, dataset)
         config, plan, roster = client_roster(grid, config, plan)
+        adversary = resolve_adversary(config, plan)
+        backdoor = None
+        if adversary is not None:
+            backdoor = (adversary, build_trigger(adversary.trigger, adversary.trigger_options))
         model = initial_model(config, plan)
         done = store.last_finished_round
         checkpoint = store.load_checkpoint() if done else None
@@ -175,8 +190,9 @@ def run_server(
             frozen=config.run.regime == "frozen",
             cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
                     if size < len(roster) else None),
+            measure_updates=adversary is not None,
         )
-        writer = RoundWriter(config, plan, store, recorder, progress)
+        writer = RoundWriter(config, plan, store, recorder, progress, backdoor)
         train_config = ConfigRecord(to_flat(config))
         train_config[protocol.ROUND_OFFSET_KEY] = done
         if failure_injection:
