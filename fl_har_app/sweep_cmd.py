@@ -146,6 +146,12 @@ def sweep(args: argparse.Namespace) -> int:
         )
         for run in spec.runs
     ]
+    from fl_har.federation import federation_plan
+    from fl_har_app.run_cmd import check_adversary
+
+    for run in spec.runs:  # backdoor settings checked against the dataset before Ray starts
+        if run.config.adversary.active:
+            check_adversary(run.config, federation_plan(run.config, dataset_for(run.config)))
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
     if args.list:
         console.print(_state_table(spec, states))
