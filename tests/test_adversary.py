@@ -24,13 +24,14 @@ from attacks.backdoor import (
 from clients.har_client import app as client_app
 from fl_har.adversary import resolve_adversary
 from fl_har.config import ConfigError, from_flat, load_config, to_flat
-from fl_har.federation import federation_plan
+from fl_har.evaluation import predict
+from fl_har.federation import empty_model, federation_plan
 from fl_har.metrics import attack_success_rate
 from fl_har.results import RunStore
 from fl_har_app.run_cmd import check_adversary
 from strategies.backdoor import update_statistics
 from strategies.local_grid import LocalGrid
-from strategies.server_app import run_server
+from strategies.server_app import _held_windows, run_server
 
 RNG = np.random.default_rng(0)
 
@@ -228,38 +229,62 @@ def test_the_diffusion_trigger_names_what_it_needs():
 
 # --- malicious clients in a run ------------------------------------------------------------------
 
-ATTACK = ["data.normalization=standardize", "client.lr=0.1", "client.local_epochs=1",
-          "run.rounds=3", "adversary.clients=1", "adversary.target=3", "adversary.poison_rate=0.5",
-          "adversary.stamp_amplitude=3"]
+# A setting in which one data-poisoning attacker of two clients plants a real backdoor in 4 rounds
+# (seed 0, measured: clean accuracy 0.91, macro-F1 0.87, ASR 0.89 in round 4).
+ATTACK = ["data.clients=1-2", "data.normalization=standardize", "client.lr=0.2",
+          "client.local_epochs=2", "run.rounds=4", "adversary.target=3",
+          "adversary.poison_rate=0.4", "adversary.stamp_amplitude=3"]
 
 
-def test_boosting_attacker_plants_the_backdoor_only_from_its_attack_round(tmp_path):
-    # The attacker is honest in rounds 1-2 (a run without attack so far), then replaces the
-    # model in round 3 (Bagdasaryan et al.'s model replacement, gamma = n / eta = 3).
-    c = config(*ATTACK, "adversary.mode=boost", 'adversary.rounds="3"')
-    store = RunStore.create(tmp_path / "run", c.to_dict(), seed=0)
+def _run(tmp_path, c, name="run"):
+    store = RunStore.create(tmp_path / name, c.to_dict(), seed=0)
     assert run_server(LocalGrid(client_app, 4), c, store) == "finished"
+    return store
+
+
+def _final_predictions(c, store, trigger=None):
+    _, state = store.load_checkpoint()
+    model = empty_model(c, 3, 6)
+    model.load_state_dict(state)
+    x, y = _held_windows(c, (4,))
+    if trigger is not None:
+        x = trigger.apply(x)
+    return predict(model, x)[0], y
+
+
+def test_without_an_attacker_the_trigger_does_not_steer_the_model(tmp_path):
+    c = config(*ATTACK)
+    store = _run(tmp_path, c)
+    assert "asr" not in store.round_table()  # nothing to measure without an adversary
+    pred, y = _final_predictions(c, store, StampTrigger(amplitude=3.0))
+    assert attack_success_rate(pred, y, 3) < 0.1  # the same trigger, no backdoor: low ASR
+
+
+def test_a_boosting_attacker_sends_gamma_times_its_update_and_is_recorded(tmp_path):
+    c = config(*ATTACK, "run.rounds=2", "client.local_epochs=1", "adversary.clients=1",
+               "adversary.mode=boost", 'adversary.rounds="2"')
+    store = _run(tmp_path, c)
     rounds = store.round_table().set_index("round")
-    assert (rounds.loc[[1, 2], "asr"] < 0.2).all()
-    assert rounds.loc[3, "asr"] > 0.8 and rounds.loc[3, "asr_no_null"] > 0.8
+    assert rounds.loc[1, "asr"] == pytest.approx(0.0, abs=0.05)  # honest round: no backdoor yet
+    assert rounds[["asr", "asr_no_null"]].apply(lambda v: v.between(0, 1)).all().all()
     updates = store.update_table()
     bad = updates[updates["malicious"] == 1]
-    assert list(bad["round"]) == [3] and list(bad["subject"]) == [1]
-    # the sent update is gamma times the trained one
+    assert list(bad["round"]) == [2] and list(bad["subject"]) == [1]
+    # model replacement: gamma = n / eta = 2 clients / server lr 1
     assert float(bad["adv_update_norm"].iloc[0]) == pytest.approx(
-        3 * float(bad["adv_raw_update_norm"].iloc[0]), rel=1e-5)
+        2 * float(bad["adv_raw_update_norm"].iloc[0]), rel=1e-5)
     assert float(bad["update_norm"].iloc[0]) == pytest.approx(
-        float(bad["adv_update_norm"].iloc[0]), rel=1e-4)
-    assert updates["cosine_to_benign_mean"].between(-1, 1).all()
+        float(bad["adv_update_norm"].iloc[0]), rel=1e-4)  # what the server measured
+    assert updates["cosine_to_benign_mean"].dropna().between(-1, 1).all()
     assert updates.loc[updates["malicious"] == 0, "adv_update_norm"].isna().all()
 
 
 # --- end to end on Ray ---------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_stamp_attacker_on_ray_reaches_a_high_asr(tmp_path):
-    sets = [arg for item in [*SYNTH, *ATTACK, "adversary.mode=boost", 'adversary.rounds="2-3"',
-                             "run.rounds=3", "simulation.cpus_per_client=1"]
+def test_stamp_attacker_on_ray_plants_a_backdoor_without_breaking_the_clean_task(tmp_path):
+    sets = [arg for item in [*SYNTH, *ATTACK, "adversary.clients=1", "adversary.mode=poison",
+                             "simulation.cpus_per_client=1"]
             for arg in ("--set", item)]
     env = dict(os.environ, COLUMNS="120")
     result = subprocess.run(
@@ -269,5 +294,8 @@ def test_stamp_attacker_on_ray_reaches_a_high_asr(tmp_path):
     run_dir = tmp_path / "hapt-default"
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "finished"
     rounds = pd.read_parquet(run_dir / "rounds.parquet").set_index("round")
-    assert rounds.loc[1, "asr"] < 0.2  # before the attack
-    assert rounds.loc[3, "asr"] > 0.8
+    assert rounds.loc[4, "asr"] > 0.8  # vs < 0.1 for the same trigger without attacker (above)
+    assert rounds.loc[4, "eval_macro_f1"] > 0.7  # the clean task is still learned
+    updates = pd.read_parquet(run_dir / "updates.parquet")
+    assert set(updates.loc[updates["malicious"] == 1, "subject"]) == {1}
+    assert (updates.loc[updates["malicious"] == 1, "adv_poisoned"] > 0).all()
