@@ -279,6 +279,15 @@ def test_a_boosting_attacker_sends_gamma_times_its_update_and_is_recorded(tmp_pa
     assert updates.loc[updates["malicious"] == 0, "adv_update_norm"].isna().all()
 
 
+def test_a_constrained_attacker_sends_an_update_on_the_norm_ball(tmp_path):
+    c = config(*ATTACK, "run.rounds=1", "client.local_epochs=1", "adversary.clients=2",
+               "adversary.mode=constrain", "adversary.norm_bound=0.1")
+    updates = _run(tmp_path, c).update_table().set_index("subject")
+    assert updates.loc[2, "adv_raw_update_norm"] > 0.1  # it had to be projected
+    assert updates.loc[2, "update_norm"] == pytest.approx(0.1, rel=1e-4)  # as the server saw it
+    assert updates.loc[1, "update_norm"] > 0.1 and not updates.loc[1, "malicious"]
+
+
 # --- end to end on Ray ---------------------------------------------------------------------------
 
 @pytest.mark.slow
