@@ -95,8 +95,9 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
 
 class RoundWriter:
     """Flower's ``evaluate_fn``: after each aggregated round, evaluate the global model on the
-    held-out subjects and commit the round (attack rows, round row, failures, checkpoint) to the
-    results store; then report progress."""
+    held-out subjects (in backdoor runs also the attack success rate on the same windows carrying
+    the trigger: ``asr``, ``asr_no_null``) and commit the round (attack rows, round row, failures,
+    checkpoint) to the results store; then report progress."""
 
     def __init__(
         self,
