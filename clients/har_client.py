@@ -23,6 +23,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 import protocol
+from clients import malicious
 from fl_har.config import ExperimentConfig, from_flat
 from fl_har.faults import client_faults
 from fl_har.federation import Participant, dataset_for, federation_plan
@@ -113,7 +114,14 @@ def _train(msg: Message, partition_id: int) -> Message:
         return Message(Error(code=protocol.CLIENT_DROPPED_OUT, reason=reason), reply_to=msg)
     if faults.delay:
         time.sleep(faults.delay)  # a straggler: late, and lost if past simulation.timeout
-    update = participant.train_round(global_state, run_round)
+    # A node whose subject is a backdoor adversary ([adversary]) trains maliciously.
+    attacker = malicious.attacker_for(participant)
+    attack_metrics: dict[str, float] = {}
+    is_malicious = False
+    if attacker is None:
+        update = participant.train_round(global_state, run_round)
+    else:
+        update, attack_metrics, is_malicious = attacker.train_round(global_state, run_round)
     if faults.crash:
         raise InjectedCrash(f"crashed in round {run_round} (faults.crash_round, crash_clients)")
     reply = protocol.TrainReply(
@@ -122,6 +130,7 @@ def _train(msg: Message, partition_id: int) -> Message:
         train_loss=update.mean_loss,
         train_seconds=update.seconds,
         extra_metrics=update.metrics,  # e.g. the client's cumulative DP-SGD epsilon
-        truth=protocol.SimulationTruth(update.label_counts),
+        truth=protocol.SimulationTruth(update.label_counts, malicious=is_malicious,
+                                       attack_metrics=attack_metrics),
     )
     return Message(content=protocol.encode_train_reply(reply), reply_to=msg)

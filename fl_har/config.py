@@ -69,6 +69,8 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
 - ``[faults]``: injected client faults (``dropout``, ``straggler_probability``,
   ``straggler_delay``, ``crash_round``, ``crash_clients``), seeded from the run seed.
+- ``[adversary]``: backdoor poisoning by malicious clients (train regime only; see
+  :class:`AdversaryConfig`). No ``clients`` and ``fraction = 0`` (the default): no attack.
 
 Flower's run config holds only scalars, so list values may also be written as comma-separated
 strings (``clients = "1-10,12"``, ``names = "llg,ebi"``); :func:`to_flat` / :func:`from_flat` convert
@@ -224,6 +226,62 @@ class SimulationConfig:
     timeout: float = 3600.0
 
 
+ADVERSARY_TRIGGERS = ("stamp", "diffusion")
+ADVERSARY_MODES = ("poison", "boost", "constrain")
+
+
+@dataclass(frozen=True)
+class AdversaryConfig:
+    """Malicious clients planting a backdoor (``attacks.backdoor``; README "Backdoor poisoning").
+
+    ``clients``: subject ids of the attackers (fixed for the whole run), or ``fraction``: that
+    share of the clients, at least one, drawn from the run seed (stream ``ADVERSARY``).
+    ``target``: the backdoor's target class, by name or index. ``poison_rate``: share of the
+    attacker's training windows replaced by triggered windows labelled ``target``. ``trigger``:
+    ``stamp`` (band-limited additive burst) or ``diffusion`` (needs the diffusion generator).
+    ``mode``: ``poison`` (train on poisoned data, send honestly), ``boost`` (model replacement,
+    Bagdasaryan et al. 2020: the update is scaled by ``boost``; 0 = auto ``n / server.lr`` with
+    ``n`` the clients per round) or ``constrain`` (the update is projected into the L2 ball of
+    radius ``norm_bound``, to pass norm clipping). ``rounds``: ``"all"``, a round ``"3"`` or
+    ranges ``"5-10,12"`` in which the attackers attack (honest otherwise). ``stamp_*``: the stamp
+    trigger: ``channels`` (indices, empty = all), ``amplitude`` (peak, in channel stds),
+    ``duration`` (samples), ``position`` (first sample, -1 = centred), ``band_low`` /
+    ``band_high`` (cycles per sample).
+    """
+
+    clients: tuple[int, ...] = ()
+    fraction: float = 0.0
+    target: str = "1"
+    poison_rate: float = 0.1
+    trigger: str = "stamp"
+    mode: str = "poison"
+    boost: float = 0.0
+    norm_bound: float = 0.0
+    rounds: str = "all"
+    stamp_channels: tuple[int, ...] = ()
+    stamp_amplitude: float = 1.0
+    stamp_duration: int = 25
+    stamp_position: int = -1
+    stamp_band_low: float = 0.1
+    stamp_band_high: float = 0.2
+
+    @property
+    def active(self) -> bool:
+        """Whether any client is malicious."""
+        return bool(self.clients) or self.fraction > 0
+
+    def attack_rounds(self) -> tuple[int, ...] | None:
+        """The rounds the attackers attack (None = every round)."""
+        if self.rounds.strip().lower() == "all":
+            return None
+        return parse_subjects(self.rounds, "adversary.rounds")
+
+    def attacks_in(self, run_round: int) -> bool:
+        """Whether the attackers attack in ``run_round``."""
+        rounds = self.attack_rounds()
+        return rounds is None or run_round in rounds
+
+
 @dataclass(frozen=True)
 class FaultsConfig:
     """Injected faults, for experiments on unreliable fleets (all off by default).
@@ -267,6 +325,7 @@ class ExperimentConfig:
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (tuples as lists), as written to a run's ``config.toml``."""
@@ -295,6 +354,7 @@ _SECTION_TYPES: dict[str, type] = {
     "attacks": AttacksConfig,
     "simulation": SimulationConfig,
     "faults": FaultsConfig,
+    "adversary": AdversaryConfig,
 }
 
 
@@ -483,8 +543,14 @@ def from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentCo
         for key, value in values.items():
             where = f"{source}: {name}.{key}"
             default = getattr(defaults, key)
-            if key in ("server_subjects", "eval_subjects", "crash_clients"):
+            if key in ("server_subjects", "eval_subjects", "crash_clients") or (
+                section_type is AdversaryConfig and key in ("clients", "stamp_channels")
+            ):
                 kwargs[key] = parse_subjects(value, where)
+            elif section_type is AdversaryConfig and key in ("target", "rounds"):
+                if isinstance(value, bool) or not isinstance(value, (int, str)):
+                    raise ConfigError(f"{where}: expected a name, a number or a string, got {value!r}")
+                kwargs[key] = str(value).strip()
             elif key == "clients":
                 is_all = isinstance(value, str) and value.strip().lower() == "all"
                 kwargs[key] = "all" if is_all else parse_subjects(value, where)
@@ -630,6 +696,71 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         )
     if config.simulation.cpus_per_client <= 0:
         raise ConfigError(f"{source}: simulation.cpus_per_client must be > 0")
+    _validate_adversary(config, source)
+
+
+def _validate_adversary(config: ExperimentConfig, source: str) -> None:
+    """The ``[adversary]`` checks that need no dataset (see ``fl_har.adversary`` for the rest)."""
+    adv = config.adversary
+    where = f"{source}: adversary"
+    _choice(adv.trigger, ADVERSARY_TRIGGERS, f"{where}.trigger")
+    _choice(adv.mode, ADVERSARY_MODES, f"{where}.mode")
+    if not 0.0 <= adv.poison_rate <= 1.0:
+        raise ConfigError(f"{where}.poison_rate must be in [0, 1], got {adv.poison_rate}")
+    if not 0.0 <= adv.fraction <= 1.0:
+        raise ConfigError(f"{where}.fraction must be in [0, 1], got {adv.fraction}")
+    if adv.clients and adv.fraction:
+        raise ConfigError(f"{where}: set adversary.clients or adversary.fraction, not both")
+    if len(set(adv.clients)) != len(adv.clients):
+        raise ConfigError(f"{where}.clients lists a subject twice: {list(adv.clients)}")
+    if adv.boost < 0:
+        raise ConfigError(f"{where}.boost must be >= 0 (0 = auto: n / server.lr), got {adv.boost}")
+    if adv.norm_bound < 0:
+        raise ConfigError(f"{where}.norm_bound must be >= 0, got {adv.norm_bound}")
+    if adv.mode == "constrain" and not adv.norm_bound > 0:
+        raise ConfigError(
+            f"{where}.mode = \"constrain\" projects updates into an L2 ball: set "
+            "adversary.norm_bound > 0 (e.g. the server's clipping norm)"
+        )
+    if not adv.target:
+        raise ConfigError(f"{where}.target is empty: expected a class name or index")
+    rounds = adv.attack_rounds()
+    if rounds is not None and (not rounds or min(rounds) < 1):
+        raise ConfigError(
+            f"{where}.rounds = {adv.rounds!r}: expected \"all\", a round or ranges like \"5-10\" "
+            "(rounds count from 1)"
+        )
+    if not (adv.stamp_amplitude > 0):
+        raise ConfigError(f"{where}.stamp_amplitude must be > 0 (channel stds), got "
+                          f"{adv.stamp_amplitude}")
+    if adv.stamp_duration < 2:
+        raise ConfigError(f"{where}.stamp_duration must be >= 2 samples, got {adv.stamp_duration}")
+    # The stamp must fit the window, checked only when a stamp attack runs (the default duration
+    # is longer than some datasets' windows).
+    stamping = adv.active and adv.trigger == "stamp"
+    if stamping and not adv.stamp_duration <= config.data.window:
+        raise ConfigError(f"{where}.stamp_duration must be in [2, data.window = "
+                          f"{config.data.window}] samples, got {adv.stamp_duration}")
+    if stamping and adv.stamp_position != -1 and not (
+        0 <= adv.stamp_position <= config.data.window - adv.stamp_duration
+    ):
+        raise ConfigError(
+            f"{where}.stamp_position must be -1 (centred) or a first sample in [0, "
+            f"{config.data.window - adv.stamp_duration}] so the burst fits the window, got "
+            f"{adv.stamp_position}"
+        )
+    if not 0.0 <= adv.stamp_band_low < adv.stamp_band_high <= 0.5:
+        raise ConfigError(
+            f"{where}: need 0 <= stamp_band_low < stamp_band_high <= 0.5 cycles per sample, got "
+            f"{adv.stamp_band_low}, {adv.stamp_band_high}"
+        )
+    if any(c < 0 for c in adv.stamp_channels):
+        raise ConfigError(f"{where}.stamp_channels: channel indices must be >= 0")
+    if adv.active and config.run.regime != "train":
+        raise ConfigError(
+            f"{where}: backdoor poisoning needs run.regime = \"train\" (in the frozen regime "
+            "the global model never changes, so no backdoor can be planted)"
+        )
 
 
 def _validate_faults(config: ExperimentConfig, source: str) -> None:
@@ -951,8 +1082,10 @@ def from_flat(flat: Mapping[str, Any], *, source: str = "run config") -> Experim
     for key, value in flat.items():
         section, dot, name = key.partition(".")
         if dot and section in _SECTION_TYPES:
-            if (isinstance(value, str) and not value
-                    and name in ("server_subjects", "eval_subjects", "crash_clients")):
+            if isinstance(value, str) and not value and (
+                name in ("server_subjects", "eval_subjects", "crash_clients")
+                or (section == "adversary" and name in ("clients", "stamp_channels"))
+            ):
                 value = []
             nested.setdefault(section, {})[name] = value
     return from_dict(nested, source=source)

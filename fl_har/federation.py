@@ -8,6 +8,7 @@ many participants and rounds but decodes the data once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
@@ -21,6 +22,9 @@ from fl_har.ldp import LDPConfig
 from fl_har.models import HARModel, build_model
 from fl_har.seeding import Stream, derive_seed, stream_rng
 from fl_har.training import LocalTrainingConfig, LocalUpdate, local_update
+
+# (normalised windows, labels, their indices into the subject's windows) -> (windows, labels)
+BatchTransform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _dataset_key(data: DataConfig, seed: int) -> tuple:
@@ -266,6 +270,11 @@ class Participant:
         ``batch_size`` with each pass's last partial batch dropped -- so every local step has the
         same B windows and the server's pseudo-gradient stays exact.
         """
+        index = self.batch_index(server_round)
+        return self.normalizer(self.windows.x[index]), self.windows.y[index]
+
+    def batch_index(self, server_round: int) -> np.ndarray:
+        """Indices into the subject's windows of this round's training windows (see :meth:`batch`)."""
         client = self.config.client
         if not client.local_epochs:
             index = self.sampler.batch(server_round)
@@ -282,13 +291,28 @@ class Participant:
                     order = np.arange(count)
                 orders.append(order[:usable])
             index = np.concatenate(orders)
-        return self.normalizer(self.windows.x[index]), self.windows.y[index]
+        return index
+
+    def _round_data(
+        self, index: np.ndarray, transform: BatchTransform | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.normalizer(self.windows.x[index]), self.windows.y[index]
+        if transform is not None:
+            x, y = transform(x, y, index)
+        return x, y
 
     def train_round(
-        self, global_state: dict[str, torch.Tensor], server_round: int
+        self,
+        global_state: dict[str, torch.Tensor],
+        server_round: int,
+        transform: BatchTransform | None = None,
     ) -> ParticipantUpdate:
         """Load the global weights, train S local steps on this round's windows, return the
         update (S = ``local_steps``, or one step per mini-batch with local epochs).
+
+        ``transform(x, y, index)``, if given, replaces the round's normalised windows and labels
+        before training (``index``: their indices into the subject's windows); a malicious client
+        poisons its data through it (``clients/malicious.py``).
 
         With ``client.privacy = "dp_sgd"`` the steps are DP-SGD
         (:func:`fl_har.privacy.dp_local_update`; Poisson batches from all the client's windows,
@@ -300,8 +324,8 @@ class Participant:
         self._model.load_state_dict(global_state)
         seed = derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round)
         if self.dp is not None:
-            return self._dp_round(server_round, seed)
-        x, y = self.batch(server_round)
+            return self._dp_round(server_round, seed, transform)
+        x, y = self._round_data(self.batch_index(server_round), transform)
         training = self.training
         if self.config.client.local_epochs:
             training = replace(training, local_steps=len(y) // self.config.client.batch_size)
@@ -316,13 +340,16 @@ class Participant:
         )
         return ParticipantUpdate(**{f.name: getattr(update, f.name) for f in fields(update)})
 
-    def _dp_round(self, server_round: int, seed: int) -> ParticipantUpdate:
+    def _dp_round(
+        self, server_round: int, seed: int, transform: BatchTransform | None
+    ) -> ParticipantUpdate:
         from fl_har.privacy import dp_local_update
 
-        if self.dp.dp.sampling == "poisson":
-            x, y = self.normalizer(self.windows.x), self.windows.y
+        if self.dp.dp.sampling == "poisson":  # every step samples from all the client's windows
+            index = np.arange(len(self.windows.y))
         else:
-            x, y = self.batch(server_round)
+            index = self.batch_index(server_round)
+        x, y = self._round_data(index, transform)
         update = dp_local_update(
             self._model,
             x,

@@ -312,3 +312,36 @@ def edit_distance(true_labels: object, predicted_labels: object) -> int:
         previous = current
     return previous[-1]
 # ---- end timeline metrics ---------------------------------------------------------------------
+
+
+# ---- backdoor metrics --------------------------------------------------------------------------
+
+
+def attack_success_rate(
+    pred: object, y_true: object, target: int, exclude: tuple[int, ...] = ()
+) -> float:
+    """Attack success rate of a backdoor: the share of triggered windows whose true class is not
+    ``target`` (nor in ``exclude``) that the model predicts as ``target``.
+
+    Windows of the target class are left out (they would count as successes without any
+    backdoor; BackFed, arXiv 2507.04903). ``exclude=(0,)`` also leaves out NULL windows (the
+    "no null" ASR). NaN when no window is left.
+
+    Args:
+        pred: [n] predicted classes of the triggered windows.
+        y_true: [n] true classes of the (clean) windows.
+        target: the backdoor's target class.
+        exclude: further true classes to leave out.
+    """
+    pred, y_true = np.asarray(pred), np.asarray(y_true)
+    if pred.ndim != 1 or pred.shape != y_true.shape:
+        raise MetricInputError(
+            f"pred and y_true: expected two 1-D arrays of equal length, got shapes "
+            f"{pred.shape} and {y_true.shape}"
+        )
+    keep = (y_true != target) & ~np.isin(y_true, np.asarray(exclude, dtype=y_true.dtype))
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(pred[keep] == target))
+
+

@@ -11,7 +11,13 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_har.config import ExperimentConfig, check_attacks, describe_defaults, load_config
+from fl_har.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_attacks,
+    describe_defaults,
+    load_config,
+)
 from fl_har.metrics import METRIC_LABELS
 from fl_har_app.console import console, fail
 
@@ -49,7 +55,26 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
     import attacks
 
     config = load_config(args.config, args.overrides)
+    check_adversary(config)
     return check_attacks(config, attacks.available(), attacks.resolve_options)
+
+
+def check_adversary(config: ExperimentConfig, plan=None) -> None:
+    """The ``[adversary]`` checks that need the attack library (the trigger can be built here)
+    and, given the federation ``plan``, the dataset (target class, attackers are clients, trigger
+    channels exist); :class:`ConfigError` before any simulation starts."""
+    if not config.adversary.active:
+        return
+    from attacks.backdoor import BackdoorError, check_trigger
+
+    try:
+        check_trigger(config.adversary.trigger)
+    except BackdoorError as exc:
+        raise ConfigError(f"adversary.trigger = {config.adversary.trigger!r}: {exc}") from None
+    if plan is not None:
+        from fl_har.adversary import resolve_adversary
+
+        resolve_adversary(config, plan)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -203,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             from fl_har.privacy.client_dp import check_client_privacy
 
             check_client_privacy(config, plan)
+    check_adversary(config, plan)
     if args.resume:
         store = RunStore.resume(run_dir, resume_view(config, run_dir))
         console.print(f"resuming {run_dir} after round {store.last_finished_round}")
@@ -286,6 +312,7 @@ def deploy_run(args: argparse.Namespace) -> int:
                     "or choose another run.name")
     with console.status("loading data ..."):
         plan = federation_plan(config, dataset_for(config))
+    check_adversary(config, plan)
     started = time.perf_counter()
     try:
         status = deploy(config, run_dir, len(plan.subjects), tls=args.tls, timeout=args.timeout,

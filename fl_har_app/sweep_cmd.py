@@ -162,11 +162,16 @@ def sweep(args: argparse.Namespace) -> int:
         )
         for run in spec.runs
     ]
+    from fl_har.federation import federation_plan
+    from fl_har_app.run_cmd import check_adversary
+
     for run in spec.runs:
         if run.config.client.privacy == "dp_sgd":
             from fl_har.privacy.client_dp import check_client_privacy
 
             check_client_privacy(run.config)  # before Ray: delta vs windows, reachable epsilon
+        if run.config.adversary.active:  # backdoor settings against the dataset, before Ray
+            check_adversary(run.config, federation_plan(run.config, dataset_for(run.config)))
     states = {run.run_id: run_state(spec, run) for run in spec.runs}
     if args.list:
         console.print(_state_table(spec, states))

@@ -34,6 +34,7 @@ METRICS_KEY = "metrics"
 CONFIG_KEY = "config"
 IDENTITY_KEY = "identity"
 TRUTH_KEY = "simulation-truth"
+ATTACK_METRIC_PREFIX = "attack."  # keys of SimulationTruth.attack_metrics in the truth record
 
 # Config keys the server adds to the experiment config of a train message. Flower's strategies
 # put Flower's round number under "server-round"; a resumed run continues its own numbering.
@@ -74,6 +75,13 @@ class SimulationTruth:
     """Ground truth that only a simulation has: for scoring attacks, never for attacking."""
 
     label_counts: np.ndarray  # true histogram of the reply's training windows, length C
+    # The client sent a malicious (backdoor) update this round: for measuring attacks and
+    # defences only (sent only when true, so honest replies are unchanged).
+    malicious: bool = False
+    # What a malicious client measured about its own attack (e.g. its update norm). On this
+    # channel, not in the metrics: Flower's aggregators require every reply to carry the same
+    # metric keys, and a key only attackers send would unmask them to any defence.
+    attack_metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,12 @@ def encode_train_reply(reply: TrainReply) -> RecordDict:
     content = RecordDict({ARRAYS_KEY: ArrayRecord(reply.state), METRICS_KEY: MetricRecord(metrics)})
     if reply.truth is not None:
         counts = [int(c) for c in np.asarray(reply.truth.label_counts)]
-        content[TRUTH_KEY] = ConfigRecord({"label-counts": counts})
+        truth_record = ConfigRecord({"label-counts": counts})
+        if reply.truth.malicious:
+            truth_record["malicious"] = True
+        for key, value in reply.truth.attack_metrics.items():
+            truth_record[ATTACK_METRIC_PREFIX + key] = float(value)
+        content[TRUTH_KEY] = truth_record
     return content
 
 
@@ -130,9 +143,7 @@ def decode_train_reply(content: RecordDict) -> TrainReply:
             raise ProtocolError(f"train reply: metrics have no {key!r}")
     truth = None
     if TRUTH_KEY in content:
-        truth = SimulationTruth(
-            np.asarray(content[TRUTH_KEY]["label-counts"], dtype=np.int64)
-        )
+        truth = _truth(content[TRUTH_KEY])
     extra = {k: float(v) for k, v in metrics.items()
              if k not in (NUM_EXAMPLES, TRAIN_LOSS, TRAIN_SECONDS)}
     return TrainReply(
@@ -153,8 +164,16 @@ def take_truth(content: RecordDict) -> SimulationTruth | None:
     """
     if TRUTH_KEY not in content:
         return None
-    record = content.pop(TRUTH_KEY)
-    return SimulationTruth(np.asarray(record["label-counts"], dtype=np.int64))
+    return _truth(content.pop(TRUTH_KEY))
+
+
+def _truth(record: ConfigRecord) -> SimulationTruth:
+    return SimulationTruth(
+        np.asarray(record["label-counts"], dtype=np.int64),
+        malicious=bool(record.get("malicious", False)),
+        attack_metrics={k[len(ATTACK_METRIC_PREFIX):]: float(v) for k, v in record.items()
+                        if k.startswith(ATTACK_METRIC_PREFIX)},
+    )
 
 
 def encode_identity(partition_id: int) -> RecordDict:

@@ -14,6 +14,7 @@ from flwr.serverapp.strategy import Bulyan, FedMedian, FedTrimmedAvg, Krum, Mult
 
 import protocol
 from attacks.cohort import secure_sum
+from strategies.backdoor import update_statistics
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
 from strategies.roster import ClientSlot, Roster
@@ -104,6 +105,9 @@ class CuriousStrategy(Strategy):
         ``compat.recorddict_to_fitres``; a Message-API ``@app.train()`` client fails with
         ``KeyError: 'arrays'``) and cannot be combined with ``flwr.serverapp.strategy``. Median,
         trimmed mean and Krum-type strategies need individual updates and are rejected.
+    measure_updates : bool (default: False)
+        Record each update's norm, its cosine to the mean of the other benign updates and the
+        truth's malicious flag in the updates table (backdoor runs; ``strategies.backdoor``).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class CuriousStrategy(Strategy):
         frozen: bool = False,
         cohort: CohortFn | None = None,
         secure_aggregation: bool = False,
+        measure_updates: bool = False,
     ) -> None:
         if secure_aggregation and isinstance(strategy, NEEDS_INDIVIDUAL_UPDATES):
             raise ValueError(
@@ -129,6 +134,7 @@ class CuriousStrategy(Strategy):
         self.recorder = recorder
         self.frozen = frozen
         self.cohort = cohort
+        self.measure_updates = measure_updates
         self._sent: dict[int, dict[str, torch.Tensor]] = {}
         self._addressed: dict[int, list[int]] = {}
 
@@ -189,12 +195,18 @@ class CuriousStrategy(Strategy):
                     server_round, node, self.roster.slot(node), "no reply (timed out)",
                     protocol.CAUSE_TIMEOUT)
         valid.sort(key=lambda item: item[0].partition)
+        # The truth record is taken off every reply (before decoding, so the decoded reply and
+        # the inner strategy never carry it); only the scoring and measuring steps read it.
+        decoded = []
+        for slot, msg in valid:
+            truth = protocol.take_truth(msg.content)
+            decoded.append((slot, protocol.decode_train_reply(msg.content), truth))
         if self.secure_aggregation:
-            self._observe_aggregate(server_round, valid)
+            for slot, reply, _ in decoded:
+                self.recorder.record_reply(server_round, slot, reply, [])
+            self._observe_aggregate(server_round, decoded)
         else:
-            for slot, msg in valid:
-                truth = protocol.take_truth(msg.content)
-                reply = protocol.decode_train_reply(msg.content)
+            for slot, reply, truth in decoded:
                 rows = []
                 if truth is not None:
                     rows = self.observer.observe(
@@ -202,6 +214,9 @@ class CuriousStrategy(Strategy):
                         truth.label_counts,
                     )
                 self.recorder.record_reply(server_round, slot, reply, rows)
+        if self.measure_updates:
+            measured = [(slot.partition, reply.state, truth) for slot, reply, truth in decoded]
+            self.recorder.annotate_updates(server_round, update_statistics(sent, measured))
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
         # Robust aggregators (strategies.robust) say what they did with each update.
         take_decisions = getattr(self.strategy, "take_decisions", None)
@@ -217,19 +232,15 @@ class CuriousStrategy(Strategy):
         return arrays, metrics
 
     def _observe_aggregate(
-        self, server_round: int, valid: list[tuple[ClientSlot, Message]]
+        self, server_round: int,
+        decoded: list[tuple[ClientSlot, protocol.TrainReply, protocol.SimulationTruth | None]],
     ) -> None:
         """Secure aggregation: only the cohort's weighted sum reaches the observer."""
-        states, counts, truths = [], [], []
-        for slot, msg in valid:
-            truth = protocol.take_truth(msg.content)
-            reply = protocol.decode_train_reply(msg.content)
-            self.recorder.record_reply(server_round, slot, reply, [])
-            states.append(reply.state)
-            counts.append(reply.num_examples)
-            truths.append(None if truth is None else np.asarray(truth.label_counts))
-        if not states or any(t is None for t in truths):
+        if not decoded or any(truth is None for _, _, truth in decoded):
             return
+        states = [reply.state for _, reply, _ in decoded]
+        counts = [reply.num_examples for _, reply, _ in decoded]
+        truths = [np.asarray(truth.label_counts) for _, _, truth in decoded]
         aggregate = {k: torch.from_numpy(v) for k, v in secure_sum(states, counts).items()}
         rows = self.observer.observe_aggregate(
             aggregate, int(sum(counts)), np.sum(truths, axis=0).astype(np.int64))

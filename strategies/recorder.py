@@ -73,6 +73,12 @@ class RoundRecorder:
         record.attack_rows.extend(attack_rows)
         record.attack_seconds += sum(row["attack_seconds"] for row in attack_rows)
 
+    def annotate_updates(self, server_round: int, stats: dict[int, dict]) -> None:
+        """Add measured columns to the round's reply rows (``stats``: by partition)."""
+        for row in self._record(server_round).update_rows:
+            if row["status"] == "ok" and row["partition"] in stats:
+                row.update(stats[row["partition"]])
+
     def record_failure(
         self, server_round: int, node_id: int, slot: ClientSlot | None, reason: str,
         cause: str = "error",

@@ -22,6 +22,8 @@ from flwr.serverapp import Grid, ServerApp
 
 import attacks
 import protocol
+from attacks.backdoor import Trigger, build_trigger
+from fl_har.adversary import AdversaryPlan, resolve_adversary
 from fl_har.config import ExperimentConfig, check_attacks, from_flat, load_config, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
@@ -37,6 +39,7 @@ from fl_har.results import RunStore
 from fl_har.seeding import Stream, derive_seed
 from fl_har.stopping import StopSignal
 from strategies.aggregators import build_aggregator
+from strategies.backdoor import BackdoorProbe
 from strategies.central_dp import central_epsilon, wrap_central_dp
 from strategies.curious import CuriousStrategy
 from strategies.leakage import LeakageObserver
@@ -98,8 +101,9 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
 
 class RoundWriter:
     """Flower's ``evaluate_fn``: after each aggregated round, evaluate the global model on the
-    held-out subjects and commit the round (attack rows, round row, failures, checkpoint) to the
-    results store; then report progress."""
+    held-out subjects (in backdoor runs also the attack success rate on the same windows carrying
+    the trigger: ``asr``, ``asr_no_null``) and commit the round (attack rows, round row, failures,
+    checkpoint) to the results store; then report progress."""
 
     def __init__(
         self,
@@ -109,6 +113,7 @@ class RoundWriter:
         recorder: RoundRecorder,
         progress: ProgressFn | None = None,
         stop: StopSignal | None = None,
+        backdoor: tuple[AdversaryPlan, Trigger] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -117,6 +122,11 @@ class RoundWriter:
         self.progress = progress
         self.eval_x, self.eval_y = _held_windows(config, plan.eval_subjects)
         self.eval_model = empty_model(config, plan.num_channels, plan.num_classes)
+        # Backdoor runs: ASR on the triggered held-out windows (measurement only).
+        self.backdoor_probe = None
+        if backdoor is not None and self.eval_x is not None:
+            self.backdoor_probe = BackdoorProbe(*backdoor, self.eval_x, self.eval_y,
+                                                config.run.seed)
         self.failures = 0
         self._round_start = time.perf_counter()
 
@@ -140,6 +150,8 @@ class RoundWriter:
             round_row["eval_accuracy"] = result.accuracy
             round_row["eval_macro_f1"] = result.macro_f1
             round_row["eval_macro_f1_no_null"] = result.macro_f1_no_null
+            if self.backdoor_probe is not None:
+                round_row.update(self.backdoor_probe.measure(self.eval_model))
         if self.config.server.dp != "none":
             round_row["central_epsilon"] = central_epsilon(self.config, run_round)
         round_row["round_seconds"] = time.perf_counter() - self._round_start
@@ -177,6 +189,10 @@ def run_server(
         dataset = dataset_for(config)
         plan = federation_plan(config, dataset)
         config, plan, roster = client_roster(grid, config, plan)
+        adversary = resolve_adversary(config, plan)
+        backdoor = None
+        if adversary is not None:
+            backdoor = (adversary, build_trigger(adversary.trigger, adversary.trigger_options))
         model = initial_model(config, plan)
         done = store.last_finished_round
         checkpoint = store.load_checkpoint() if done else None
@@ -202,8 +218,9 @@ def run_server(
             cohort=(seeded_cohort(roster, size, config.run.seed, recorder.run_round)
                     if size < len(roster) else None),
             secure_aggregation=config.server.secure_aggregation,
+            measure_updates=adversary is not None,
         )
-        writer = RoundWriter(config, plan, store, recorder, progress, stop)
+        writer = RoundWriter(config, plan, store, recorder, progress, stop, backdoor)
         train_config = ConfigRecord(to_flat(config))
         train_config[protocol.ROUND_OFFSET_KEY] = done
         if failure_injection:

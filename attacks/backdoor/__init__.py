@@ -1,0 +1,38 @@
+"""Backdoor poisoning by malicious clients: triggers and the attack modes (numpy/torch only).
+
+- :class:`Trigger` (protocol) and :class:`StampTrigger` (band-limited additive burst);
+  the diffusion trigger lives in ``attacks.backdoor.diffusion`` (optional).
+- :mod:`attacks.backdoor.modes`: :func:`boost` (model replacement) and
+  :func:`project_to_norm_ball` (constrain), on flat vectors or state dicts.
+"""
+
+from attacks.backdoor.base import BackdoorError, Trigger, poison_indices
+from attacks.backdoor.modes import (
+    boost,
+    cosine,
+    flat_update,
+    project_to_norm_ball,
+    state_difference,
+    state_sum,
+    update_norm,
+)
+from attacks.backdoor.registry import TRIGGERS, build_trigger, check_trigger, diffusion_available
+from attacks.backdoor.stamp import StampTrigger
+
+__all__ = [
+    "TRIGGERS",
+    "BackdoorError",
+    "StampTrigger",
+    "Trigger",
+    "boost",
+    "build_trigger",
+    "check_trigger",
+    "cosine",
+    "diffusion_available",
+    "flat_update",
+    "poison_indices",
+    "project_to_norm_ball",
+    "state_difference",
+    "state_sum",
+    "update_norm",
+]

@@ -1,0 +1,121 @@
+"""The malicious HAR client: an honest participant's local training, turned into a backdoor.
+
+``clients.har_client:app`` dispatches here for nodes whose subject is an adversary
+(``[adversary]`` in the config, resolved by :func:`fl_har.adversary.resolve_adversary`). In an
+attack round the attacker
+
+1. poisons its training windows with the trigger (``Trigger.poison``: ``poison_rate`` of its
+   distinct windows carry the trigger and are relabelled ``target``; with local epochs the same
+   windows are poisoned in every epoch, as in a poisoned local dataset), trains exactly as an
+   honest client does (:class:`fl_har.federation.Participant`), then
+2. sends, by ``mode``: ``poison`` -- the trained weights as they are; ``boost`` -- model replacement
+   ``G + gamma (X - G)`` (Bagdasaryan et al., AISTATS 2020); ``constrain`` -- ``G + P(X - G)``
+   with ``P`` the projection onto the L2 ball of radius ``norm_bound`` (Sun et al. 2019).
+
+Outside its attack rounds it trains honestly. Its reply has exactly the keys of an honest one;
+on the simulation-truth channel (read by the server's measurement only) it adds
+``malicious = true`` and its own measurements: ``adv_update_norm`` (the norm of the update it
+sends), ``adv_raw_update_norm`` (before boosting/projection) and ``adv_poisoned`` (windows
+poisoned). They are not reply metrics: Flower's aggregators refuse replies whose metric keys
+differ, and such a key would give the attacker away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from attacks.backdoor import (
+    Trigger,
+    boost,
+    build_trigger,
+    project_to_norm_ball,
+    state_difference,
+    state_sum,
+    update_norm,
+)
+from fl_har.adversary import AdversaryPlan, resolve_adversary
+from fl_har.config import ExperimentConfig
+from fl_har.federation import Participant, ParticipantUpdate, federation_plan
+from fl_har.seeding import Stream, stream_rng
+
+# The attacker's own measurements (simulation-truth channel; columns of the updates table).
+UPDATE_NORM = "adv_update_norm"
+RAW_UPDATE_NORM = "adv_raw_update_norm"
+POISONED = "adv_poisoned"
+
+# One adversary plan and trigger per process, for one experiment config at a time.
+_cache: dict[str, object] = {"config": None, "plan": None, "trigger": None}
+
+
+def _adversary(config: ExperimentConfig) -> tuple[AdversaryPlan | None, Trigger | None]:
+    if _cache["config"] != config:
+        plan = resolve_adversary(config, federation_plan(config))
+        trigger = build_trigger(plan.trigger, plan.trigger_options) if plan else None
+        _cache.update(config=config, plan=plan, trigger=trigger)
+    return _cache["plan"], _cache["trigger"]  # type: ignore[return-value]
+
+
+class MaliciousParticipant:
+    """A participant whose local work is poisoned (see the module docstring).
+
+    Parameters
+    ----------
+    participant : Participant
+        The subject's honest local training (data, sampler, optimiser settings).
+    plan : AdversaryPlan
+        Target, poisoning rate, mode and boost factor / norm bound.
+    trigger : Trigger
+        Poisons the training windows.
+    """
+
+    def __init__(self, participant: Participant, plan: AdversaryPlan, trigger: Trigger) -> None:
+        self.participant = participant
+        self.plan = plan
+        self.trigger = trigger
+
+    def _poison(self, run_round: int):
+        config, subject = self.participant.config, self.participant.subject
+        rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, subject, run_round)
+        self.poisoned = 0
+
+        def transform(x: np.ndarray, y: np.ndarray, index: np.ndarray):
+            # Poison the distinct windows once, then repeat them in the round's order.
+            _, first, inverse = np.unique(index, return_index=True, return_inverse=True)
+            x_poisoned, y_poisoned = self.trigger.poison(
+                x[first], y[first], self.plan.target, self.plan.poison_rate, rng)
+            self.poisoned = round(self.plan.poison_rate * len(first))
+            return x_poisoned[inverse], y_poisoned[inverse]
+
+        return transform
+
+    def train_round(
+        self, global_state: dict[str, torch.Tensor], run_round: int
+    ) -> tuple[ParticipantUpdate, dict[str, float], bool]:
+        """``(update, the attacker's measurements, malicious this round)``."""
+        config = self.participant.config
+        if not config.adversary.attacks_in(run_round):
+            return self.participant.train_round(global_state, run_round), {}, False
+        update = self.participant.train_round(global_state, run_round, self._poison(run_round))
+        delta = state_difference(update.state_dict, global_state)
+        raw_norm = update_norm(delta)
+        state = update.state_dict
+        if self.plan.mode == "boost":
+            delta = boost(delta, self.plan.boost)
+            state = state_sum(global_state, delta)
+        elif self.plan.mode == "constrain":
+            delta = project_to_norm_ball(delta, self.plan.norm_bound)
+            state = state_sum(global_state, delta)
+        extras = {UPDATE_NORM: update_norm(delta), RAW_UPDATE_NORM: raw_norm,
+                  POISONED: float(self.poisoned)}
+        return replace(update, state_dict=state), extras, True
+
+
+def attacker_for(participant: Participant) -> MaliciousParticipant | None:
+    """The malicious version of ``participant``, or None if its subject is honest."""
+    plan, trigger = _adversary(participant.config)
+    if plan is None or not plan.is_adversary(participant.subject):
+        return None
+    return MaliciousParticipant(participant, plan, trigger)

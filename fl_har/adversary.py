@@ -1,0 +1,123 @@
+"""The backdoor adversary of a run, resolved against its dataset (plain library, no Flower).
+
+:func:`resolve_adversary` turns the ``[adversary]`` config into an :class:`AdversaryPlan` -- which
+subjects are malicious, the target class index, the trigger's options, the boost factor -- and
+raises :class:`~fl_har.config.ConfigError` for everything that needs the dataset to check: an
+unknown target class, attackers that are not clients, trigger channels the dataset lacks. The
+front door calls it before Ray starts; the server and the malicious clients call it again to get
+the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fl_har.config import ConfigError, ExperimentConfig
+from fl_har.federation import FederationPlan
+from fl_har.seeding import Stream, stream_rng
+
+# Class 0 is NULL in every fl-har dataset (fl_har.data.dataset): the "no null" ASR leaves
+# windows of this class out of its denominator.
+NULL_CLASSES = (0,)
+
+
+@dataclass(frozen=True)
+class AdversaryPlan:
+    """Who attacks, with what, towards which class."""
+
+    subjects: tuple[int, ...]
+    target: int
+    target_name: str
+    trigger: str
+    trigger_options: dict[str, Any] = field(compare=False)
+    mode: str
+    poison_rate: float
+    boost: float  # the factor actually used (auto resolved)
+    norm_bound: float
+
+    def is_adversary(self, subject: int) -> bool:
+        return subject in self.subjects
+
+
+def target_index(target: str, class_names: tuple[str, ...]) -> int:
+    """The class index of ``target`` (a class name, or an index written as digits)."""
+    if target in class_names:
+        return class_names.index(target)
+    if target.lstrip("-").isdigit():
+        index = int(target)
+        if 0 <= index < len(class_names):
+            return index
+        raise ConfigError(
+            f"adversary.target = {target}: no class index {index}; the dataset has classes "
+            f"0..{len(class_names) - 1}"
+        )
+    raise ConfigError(
+        f"adversary.target = {target!r} is not a class of the dataset; classes: "
+        f"{', '.join(class_names)} (or an index 0..{len(class_names) - 1})"
+    )
+
+
+def adversary_subjects(config: ExperimentConfig, clients: tuple[int, ...]) -> tuple[int, ...]:
+    """The malicious subjects: ``adversary.clients``, or a seeded draw of ``fraction`` of the
+    clients (at least one; stream ``ADVERSARY``, key 0; fixed for the whole run)."""
+    adv = config.adversary
+    if adv.clients:
+        outside = sorted(set(adv.clients) - set(clients))
+        if outside:
+            raise ConfigError(
+                f"adversary.clients: subjects {outside} are not clients of this run "
+                f"(clients: {', '.join(map(str, clients))})"
+            )
+        return tuple(sorted(adv.clients))
+    if not adv.fraction:
+        return ()
+    count = max(1, round(adv.fraction * len(clients)))
+    chosen = stream_rng(config.run.seed, Stream.ADVERSARY, 0).choice(
+        len(clients), size=count, replace=False)
+    return tuple(sorted(clients[i] for i in chosen))
+
+
+def trigger_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The options handed to ``attacks.backdoor.build_trigger``."""
+    adv = config.adversary
+    return {
+        "channels": tuple(adv.stamp_channels),
+        "amplitude": adv.stamp_amplitude,
+        "duration": adv.stamp_duration,
+        "position": adv.stamp_position,
+        "band": (adv.stamp_band_low, adv.stamp_band_high),
+        "window": config.data.window,
+        "seed": config.run.seed,
+    }
+
+
+def resolve_adversary(config: ExperimentConfig, plan: FederationPlan) -> AdversaryPlan | None:
+    """The run's adversary (None without one); :class:`ConfigError` for a bad ``[adversary]``."""
+    adv = config.adversary
+    if not adv.active:
+        return None
+    target = target_index(adv.target, plan.class_names)
+    subjects = adversary_subjects(config, plan.clients)
+    if adv.trigger == "stamp":
+        missing = sorted(c for c in adv.stamp_channels if c >= plan.num_channels)
+        if missing:
+            raise ConfigError(
+                f"adversary.stamp_channels: channels {missing} do not exist; the dataset has "
+                f"{plan.num_channels} channels (0..{plan.num_channels - 1})"
+            )
+    gamma = adv.boost
+    if adv.mode == "boost" and not gamma:
+        # Bagdasaryan et al.: gamma = n / eta (n updates averaged, server learning rate eta)
+        gamma = config.run.cohort_size(len(plan.clients)) / config.server.lr
+    return AdversaryPlan(
+        subjects=subjects,
+        target=target,
+        target_name=plan.class_names[target],
+        trigger=adv.trigger,
+        trigger_options=trigger_options(config),
+        mode=adv.mode,
+        poison_rate=adv.poison_rate,
+        boost=float(gamma) if adv.mode == "boost" else 1.0,
+        norm_bound=adv.norm_bound,
+    )
