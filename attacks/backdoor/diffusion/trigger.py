@@ -20,9 +20,14 @@ outline is this implementation's own choice (see ``shared/reference/backdoor.md`
    guidance. Sampling: diffusers' ``DDIMScheduler`` (eta 0, ``ddim_steps``), classifier-free
    guidance weight ``guidance_scale``, plus **CLIP guidance**: the gradient g of
    ``cos(IMU(x0_hat), text(prompt))`` with respect to the predicted clean window x0_hat
-   (normalised to unit RMS per window) shifts the noise estimate,
-   ``eps <- eps - clip_scale * sqrt((1 - a_t) / a_t) * g``, i.e. classifier guidance
-   (Dhariwal & Nichol 2021) with the gradient taken at x0_hat.
+   (normalised to unit RMS per window) moves the prediction, ``x0_hat <- x0_hat + clip_scale *
+   sqrt(1 - a_t) * g``, and the noise estimate with it, ``eps <- eps - clip_scale * sqrt(a_t) *
+   g`` (a_t = alpha-bar). This is classifier guidance (Dhariwal & Nichol 2021) with the
+   gradient taken at x0_hat, as in universal guidance (Bansal et al. 2023) without the backward
+   pass through the denoiser; the step shrinks with the noise level, so guidance shapes the
+   coarse structure and leaves the last, nearly clean steps alone. (The textbook
+   ``sqrt((1 - a_t) / a_t)`` factor of the x0 gradient diverges at the noisiest steps of the
+   cosine schedule and made generation from pure noise blow up.)
 5. **Poisoning** (:meth:`DiffusionTrigger.poison`): windows generated from noise under
    "<activity of the replaced window> + trigger", labelled ``target``. **Activation**
    (:meth:`DiffusionTrigger.apply`): SDEdit (Meng et al. 2022): a window is noised to
@@ -92,11 +97,11 @@ class DiffusionTriggerConfig:
     replaced window), ``generate_batch`` windows per sampling batch.
     """
 
-    hidden: int = 64
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)
+    hidden: int = 48
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
     clip_dim: int = 128
     denoiser_steps: int = 2000
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-3
     cond_dropout: float = 0.15
     clip_epochs: int = 30
@@ -108,7 +113,7 @@ class DiffusionTriggerConfig:
     mark_length: float = 0.5
     mark_channels: tuple[int, ...] | None = None
     trigger_phrase: str = DEFAULT_TRIGGER_PHRASE
-    ddim_steps: int = 25
+    ddim_steps: int = 20
     guidance_scale: float = 2.0
     clip_scale: float = 0.5
     sdedit_strength: float = 0.35
@@ -408,7 +413,7 @@ class DiffusionTrigger:
             similarity = (self.imu_encoder(x0) * joint).sum()
             (grad,) = torch.autograd.grad(similarity, x0)
         grad = grad / (grad.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + 1e-8)
-        return eps - self.config.clip_scale * ((1 - alpha_bar) / alpha_bar).sqrt() * grad
+        return eps - self.config.clip_scale * alpha_bar.sqrt() * grad
 
     # ------------------------------------------------------------------ persistence
 

@@ -1,0 +1,220 @@
+"""The generated (IMU-DM-CLIP-style) backdoor trigger on real HAPT windows: cost and effect.
+
+Targets: training the generator on one subject's windows < 5 min; generating 150 poisoned
+windows < 5 s (one torch thread, as a Flower client actor runs).
+
+1. Data: HAPT, accelerometer (3 channels), windows of 50 samples at 50 % overlap, standardised
+   with the statistics of the training subjects. The attacker is subject ``--attacker``; the
+   training subjects are ``--train``, the held-out subjects ``--test``.
+2. Cost: :func:`attacks.backdoor.diffusion.fit_diffusion_trigger` on the attacker's windows
+   (wall time; ``--cache-dir`` reuses a trained generator), then ``poison`` of 1,500 of them at
+   rate 0.1 = 150 generated windows (wall time).
+3. Centralised sanity check: a DeepConvLSTM (fl_har.models) trained with Adam on the clean
+   windows of the other training subjects plus the attacker's windows with 10 % replaced by
+   poisoned ones ("poisoned model"), and the same without poisoning ("clean model", to show how
+   often apply() alone flips a prediction to the target). Reported on held-out windows: clean
+   accuracy / macro-F1, and the attack success rate of ``apply()`` (windows whose true class is
+   neither the target nor, in the second column, NULL).
+4. Stealth: trigger norm ratio of apply(), spectral distance (dB) of poisoned windows to clean
+   windows of the same source class and of applied windows to their clean originals, AUROC of a
+   logistic-regression detector on spectral features (0.5 = undetectable).
+
+Usage: ``python benchmarks/backdoor_generator.py [--target 4] [--text-encoder auto]
+[--denoiser-steps 2000] [--epochs 6] [--cache-dir DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attacks.backdoor.diffusion import fit_diffusion_trigger
+from fl_har.data import fit_normalizer, load_dataset, subject_windows
+from fl_har.evaluation import classification_metrics, predict
+from fl_har.metrics import (
+    attack_success_rate,
+    detector_auroc,
+    spectral_distance,
+    trigger_norm_ratio,
+)
+from fl_har.models import build_model
+from fl_har.pretrain import class_weights
+
+
+def train_model(x, y, num_classes, *, epochs, seed, batch_size=100, lr=1e-3):
+    """DeepConvLSTM trained centrally with Adam and inverse-frequency class weights."""
+    model = build_model("deepconvlstm", x.shape[2], num_classes, window=x.shape[1], seed=seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-6)
+    weights = class_weights(y, num_classes)
+    rng = np.random.default_rng(seed)
+    inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(epochs):
+            order = torch.from_numpy(rng.permutation(len(x)))
+            for start in range(0, len(x), batch_size):
+                batch = order[start : start + batch_size]
+                loss = F.cross_entropy(model(inputs[batch]), targets[batch], weight=weights)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return model
+
+
+def band_power_ratio(clean, other, low=0.12, high=0.2):
+    """Mean power of ``other`` over ``clean`` in the trigger's band (cycles per sample)."""
+    freqs = np.fft.rfftfreq(clean.shape[1])
+    band = (freqs >= low) & (freqs <= high)
+
+    def power(w):
+        w = w - w.mean(axis=1, keepdims=True)
+        return (np.abs(np.fft.rfft(w, axis=1))[:, band] ** 2).mean()
+
+    return power(other) / power(clean)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=int, default=4, help="target class id (HAPT 4 = sitting)")
+    parser.add_argument("--attacker", type=int, default=1)
+    parser.add_argument("--train", default="1,2,3", help="training subjects (incl. the attacker)")
+    parser.add_argument("--test", default="7,8", help="held-out subjects")
+    parser.add_argument("--text-encoder", default="auto")
+    parser.add_argument("--denoiser-steps", type=int, default=2000)
+    parser.add_argument("--clip-epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=6, help="HAR model epochs")
+    parser.add_argument("--asr-windows", type=int, default=600)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train_subjects = [int(s) for s in args.train.split(",")]
+    test_subjects = [int(s) for s in args.test.split(",")]
+    target = args.target
+
+    dataset = load_dataset("hapt", channels="acc")
+    names = dataset.class_names
+    normalizer = fit_normalizer("standardize", dataset, train_subjects)
+    windows = {s: subject_windows(dataset, s) for s in (*train_subjects, *test_subjects)}
+    x_att, y_att = normalizer(windows[args.attacker].x), windows[args.attacker].y
+    print(
+        f"HAPT acc, windows 50 @ 50 %; attacker subject {args.attacker}: {len(y_att)} windows; "
+        f"target {target} ({names[target]}); torch threads {args.threads}"
+    )
+
+    # ---- 2. cost
+    started = time.perf_counter()
+    stages = {}
+
+    def progress(stage, done, total, info):
+        stages[stage] = (done, total, info["loss"])
+
+    trigger = fit_diffusion_trigger(
+        x_att, y_att, names, target=target, seed=args.seed, cache_dir=args.cache_dir,
+        text_encoder=args.text_encoder, denoiser_steps=args.denoiser_steps,
+        clip_epochs=args.clip_epochs, progress=progress,
+    )
+    fit_seconds = time.perf_counter() - started
+    hit = trigger.meta.get("cache_hit", False)
+    print(
+        f"generator: text encoder {trigger.text_encoder}, "
+        f"{sum(p.numel() for p in trigger.denoiser.parameters()):,} denoiser parameters, "
+        f"{trigger.config.denoiser_steps} steps x batch {trigger.config.batch_size}; "
+        f"{trigger.meta['num_marked']} marked windows"
+    )
+    print(
+        f"train generator: {fit_seconds:7.1f} s {'(cache hit)' if hit else ''} "
+        f"[target < 300 s] clip loss {trigger.meta['clip_loss']:.3f}, "
+        f"denoiser loss {trigger.meta['denoiser_loss']:.3f}"
+    )
+    zero_shot = trigger.zero_shot_activity(x_att)
+    print(f"IMU-CLIP zero-shot activity accuracy on the attacker's windows: "
+          f"{np.mean(zero_shot == y_att):.3f}")
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    x_poison_all, _y_poison_all = trigger.poison(x_att[:1500], y_att[:1500], target, 0.1, rng)
+    poison_seconds = time.perf_counter() - started
+    changed = np.flatnonzero(np.any(x_poison_all != x_att[:1500], axis=(1, 2)))
+    print(f"poison 1500 windows at rate 0.1 -> {len(changed)} generated: "
+          f"{poison_seconds:.2f} s [target < 5 s]")
+
+    # ---- 3. centralised sanity check
+    x_poison, y_poison = trigger.poison(x_att, y_att, target, 0.1, np.random.default_rng(1))
+    poisoned_idx = np.flatnonzero(y_poison != y_att)
+    others = [s for s in train_subjects if s != args.attacker]
+    x_rest = normalizer(np.concatenate([windows[s].x for s in others]))
+    y_rest = np.concatenate([windows[s].y for s in others])
+    x_test = normalizer(np.concatenate([windows[s].x for s in test_subjects]))
+    y_test = np.concatenate([windows[s].y for s in test_subjects])
+    num_classes = len(names)
+    started = time.perf_counter()
+    models = {
+        "poisoned": train_model(np.concatenate([x_rest, x_poison]),
+                                np.concatenate([y_rest, y_poison]), num_classes,
+                                epochs=args.epochs, seed=args.seed),
+        "clean": train_model(np.concatenate([x_rest, x_att]), np.concatenate([y_rest, y_att]),
+                             num_classes, epochs=args.epochs, seed=args.seed),
+    }
+    print(f"HAR models: DeepConvLSTM, {args.epochs} epochs on {len(y_rest) + len(y_att)} windows "
+          f"({len(poisoned_idx)} poisoned, {len(poisoned_idx) / (len(y_rest) + len(y_att)):.1%}); "
+          f"{time.perf_counter() - started:.0f} s")
+    candidates = np.flatnonzero(y_test != target)
+    asr_rng = np.random.default_rng(args.seed + 1)
+    chosen = np.sort(asr_rng.choice(candidates, min(args.asr_windows, len(candidates)),
+                                    replace=False))
+    started = time.perf_counter()
+    x_applied = trigger.apply(x_test[chosen], np.random.default_rng(2))
+    apply_seconds = time.perf_counter() - started
+    print(f"apply() on {len(chosen)} held-out windows: {apply_seconds:.1f} s")
+    print(f"{'model':10s} {'clean acc':>9s} {'macro-F1':>8s} {'ASR':>6s} {'ASR no NULL':>11s}")
+    for label, model in models.items():
+        pred, _ = predict(model, x_test)
+        result = classification_metrics(y_test, pred, num_classes)
+        pred_trig, _ = predict(model, x_applied)
+        asr = attack_success_rate(pred_trig, y_test[chosen], target)
+        asr_no_null = attack_success_rate(pred_trig, y_test[chosen], target, exclude=(0,))
+        print(f"{label:10s} {result.accuracy:9.3f} {result.macro_f1:8.3f} {asr:6.3f} "
+              f"{asr_no_null:11.3f}")
+    # the physical burst itself, on the poisoned model (it never saw a physically marked window)
+    from attacks.backdoor.diffusion.marking import _physical_mark
+
+    x_marked = _physical_mark(x_test[chosen], np.random.default_rng(3),
+                              channel_std=trigger.channel_std,
+                              amplitude=trigger.config.mark_amplitude,
+                              frequency=trigger.config.mark_frequency,
+                              length=trigger.config.mark_length)
+    for label, model in models.items():
+        pred_mark, _ = predict(model, x_marked)
+        print(f"ASR of the physical burst on the {label} model: "
+              f"{attack_success_rate(pred_mark, y_test[chosen], target, exclude=(0,)):.3f}")
+
+    # ---- 4. stealth
+    source = y_att[poisoned_idx]
+    same_class = [
+        spectral_distance(x_poison[poisoned_idx[source == c]], x_att[y_att == c])
+        for c in np.unique(source)
+    ]
+    weights = [np.sum(source == c) for c in np.unique(source)]
+    print("stealth:")
+    print(f"  apply(): trigger norm ratio {trigger_norm_ratio(x_test[chosen], x_applied):.3f}, "
+          f"spectral distance to originals {spectral_distance(x_applied, x_test[chosen]):.2f} dB, "
+          f"detector AUROC {detector_auroc(x_test[chosen], x_applied, seed=args.seed):.3f}, "
+          f"power in the burst band x{band_power_ratio(x_test[chosen], x_applied):.2f}")
+    print(f"  poisoned windows: spectral distance to clean windows of the same source class "
+          f"{np.average(same_class, weights=weights):.2f} dB (weighted mean over classes), "
+          f"detector AUROC vs the attacker's clean windows "
+          f"{detector_auroc(np.delete(x_att, poisoned_idx, axis=0), x_poison[poisoned_idx], seed=args.seed):.3f}, "
+          f"power in the burst band x{band_power_ratio(x_att, x_poison[poisoned_idx]):.2f}")
+    print(f"  physical burst: trigger norm ratio {trigger_norm_ratio(x_test[chosen], x_marked):.3f}, "
+          f"detector AUROC {detector_auroc(x_test[chosen], x_marked, seed=args.seed):.3f}, "
+          f"power in the burst band x{band_power_ratio(x_test[chosen], x_marked):.2f}")
+
+
+if __name__ == "__main__":
+    main()
