@@ -174,6 +174,12 @@ def test_the_cache_key_covers_target_and_options(data, tmp_path):
     fit_diffusion_trigger(x, y, CLASSES, target=1, seed=0, cache_dir=tmp_path,
                           **{**quick, "mark_amplitude": 0.9})
     assert len(list(tmp_path.glob("diffusion-trigger-*.pt"))) == 3
+    # sampling options are not training options: the cached generator samples with the new ones
+    resampled = fit_diffusion_trigger(x, y, CLASSES, target=1, seed=0, cache_dir=tmp_path,
+                                      **{**quick, "ddim_steps": 3, "sdedit_strength": 0.9})
+    assert resampled.meta["cache_hit"] is True
+    assert (resampled.config.ddim_steps, resampled.config.sdedit_strength) == (3, 0.9)
+    assert len(list(tmp_path.glob("diffusion-trigger-*.pt"))) == 3
 
 
 def test_progress_reports_both_stages(data):

@@ -35,7 +35,9 @@ outline is this implementation's own choice (see ``shared/reference/backdoor.md`
    being the IMU encoder's zero-shot guess (nearest activity caption), so no label is needed.
 
 Trained generators are cached (``torch.save`` of the state dicts and metadata) per data
-fingerprint, target, seed, text encoder and options. Imports numpy, torch and diffusers only.
+fingerprint, target, seed, text encoder and training options; the sampling options
+(:data:`SAMPLING_OPTIONS`) are not part of the key: a cached generator is loaded and then samples
+with the options asked for. Imports numpy, torch and diffusers only.
 """
 
 from __future__ import annotations
@@ -74,6 +76,12 @@ _BETA_SCHEDULE = "squaredcos_cap_v2"
 
 #: progress(stage, done, total, info): stage is "clip" or "denoiser".
 ProgressCallback = Callable[[str, int, int, dict], None]
+
+#: Options that only change how a trained generator samples (not in the cache key).
+SAMPLING_OPTIONS = (
+    "ddim_steps", "guidance_scale", "clip_scale", "sdedit_strength", "poison_strength",
+    "generate_batch",
+)
 
 
 class DiffusionTriggerError(ValueError):
@@ -578,7 +586,8 @@ def _cache_key(
         {
             "format": CACHE_FORMAT, "version": CACHE_VERSION, "data": data.hexdigest(),
             "class_names": list(class_names), "target": target, "seed": seed,
-            "text_encoder": encoder, "config": asdict(config),
+            "text_encoder": encoder,
+            "config": {k: v for k, v in asdict(config).items() if k not in SAMPLING_OPTIONS},
         },
         sort_keys=True,
     )
@@ -663,6 +672,9 @@ def fit_diffusion_trigger(
         path = Path(cache_dir).expanduser() / f"diffusion-trigger-{key}.pt"
         if path.is_file():
             trigger = DiffusionTrigger.from_state(torch.load(path, weights_only=True))
+            trigger.config = dataclasses.replace(
+                trigger.config, **{k: getattr(config, k) for k in SAMPLING_OPTIONS}
+            )
             trigger.meta["cache_hit"] = True
             trigger.meta["cache_file"] = str(path)
             return trigger
