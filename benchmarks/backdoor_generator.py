@@ -14,7 +14,8 @@ windows < 5 s (one torch thread, as a Flower client actor runs).
    model": how often apply() alone flips a prediction to the target) and once per
    ``--poison-strengths`` value with 10 % of the attacker's windows replaced by ``poison()``
    (1 = generated from noise; 0.5 = SDEdit of the replaced window). Reported on held-out
-   windows: clean accuracy / macro-F1, and the attack success rate of ``apply()`` (windows
+   windows: clean accuracy / macro-F1, and the attack success rate of ``apply()`` at each
+   ``--sdedit-strengths`` value (windows
    whose true class is not the target; "no NULL" also leaves out NULL sources), and of the
    physical burst stamped directly.
 4. Stealth: trigger norm ratio of apply(), spectral distance (dB) of poisoned windows to clean
@@ -22,7 +23,8 @@ windows < 5 s (one torch thread, as a Flower client actor runs).
    logistic-regression detector on spectral features (0.5 = undetectable).
 
 Usage: ``python benchmarks/backdoor_generator.py [--target 4] [--text-encoder auto]
-[--denoiser-steps 2000] [--epochs 5] [--poison-strengths 1.0,0.5] [--cache-dir DIR]``.
+[--denoiser-steps 2000] [--epochs 8] [--poison-strengths 1.0]
+[--sdedit-strengths 0.35,0.6] [--cache-dir DIR]``.
 """
 
 from __future__ import annotations
@@ -90,8 +92,12 @@ def main() -> None:
     parser.add_argument("--text-encoder", default="auto")
     parser.add_argument("--denoiser-steps", type=int, default=2000)
     parser.add_argument("--clip-epochs", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=5, help="HAR model epochs")
-    parser.add_argument("--poison-strengths", default="1.0,0.5",
+    parser.add_argument("--mark-amplitude", type=float, default=0.6,
+                        help="physical burst amplitude in channel stds")
+    parser.add_argument("--epochs", type=int, default=8, help="HAR model epochs")
+    parser.add_argument("--sdedit-strengths", default="0.35,0.6",
+                        help="apply() SDEdit strengths to compare")
+    parser.add_argument("--poison-strengths", default="1.0",
                         help="poison_strength values to compare (1 = generated from noise)")
     parser.add_argument("--asr-windows", type=int, default=600)
     parser.add_argument("--cache-dir", default=None)
@@ -123,7 +129,7 @@ def main() -> None:
     trigger = fit_diffusion_trigger(
         x_att, y_att, names, target=target, seed=args.seed, cache_dir=args.cache_dir,
         text_encoder=args.text_encoder, denoiser_steps=args.denoiser_steps,
-        clip_epochs=args.clip_epochs, progress=progress,
+        clip_epochs=args.clip_epochs, mark_amplitude=args.mark_amplitude, progress=progress,
     )
     fit_seconds = time.perf_counter() - started
     hit = trigger.meta.get("cache_hit", False)
@@ -160,11 +166,13 @@ def main() -> None:
     asr_rng = np.random.default_rng(args.seed + 1)
     chosen = np.sort(asr_rng.choice(candidates, min(args.asr_windows, len(candidates)),
                                     replace=False))
-    started = time.perf_counter()
-    x_applied = trigger.apply(x_test[chosen], np.random.default_rng(2))
-    apply_seconds = time.perf_counter() - started
-    print(f"apply() on {len(chosen)} held-out windows (SDEdit strength "
-          f"{trigger.config.sdedit_strength}): {apply_seconds:.1f} s")
+    applied = {}
+    for strength in (float(v) for v in args.sdedit_strengths.split(",")):
+        trigger.config = dataclasses.replace(trigger.config, sdedit_strength=strength)
+        started = time.perf_counter()
+        applied[strength] = trigger.apply(x_test[chosen], np.random.default_rng(2))
+        print(f"apply() on {len(chosen)} held-out windows (SDEdit strength {strength}): "
+              f"{time.perf_counter() - started:.1f} s")
     from attacks.backdoor.diffusion.marking import _physical_mark
 
     x_marked = _physical_mark(x_test[chosen], np.random.default_rng(3),
@@ -178,8 +186,8 @@ def main() -> None:
     print(f"HAR model: DeepConvLSTM, Adam 1e-3, {args.epochs} epochs on "
           f"{len(y_rest) + len(y_att)} windows of subjects {train_subjects}; "
           f"test subjects {test_subjects}; ASR over {len(chosen)} non-target windows")
-    print(f"{'model':28s} {'clean acc':>9s} {'macro-F1':>8s} {'ASR':>6s} {'ASR no NULL':>11s} "
-          f"{'ASR burst':>9s} {'seconds':>7s}")
+    header = " ".join(f"{f'ASR@{v}':>8s} {'no NULL':>7s}" for v in applied)
+    print(f"{'model':24s} {'clean acc':>9s} {'macro-F1':>8s} {header} {'burst':>6s} {'seconds':>7s}")
     poisoned_sets = {}
     for label, strength in variants.items():
         started = time.perf_counter()
@@ -193,22 +201,27 @@ def main() -> None:
                             num_classes, epochs=args.epochs, seed=args.seed)
         pred, _ = predict(model, x_test)
         result = classification_metrics(y_test, pred, num_classes)
-        pred_trig, _ = predict(model, x_applied)
+        cells = []
+        for x_applied in applied.values():
+            pred_trig, _ = predict(model, x_applied)
+            cells.append(f"{attack_success_rate(pred_trig, y_test[chosen], target):8.3f} "
+                         f"{attack_success_rate(pred_trig, y_test[chosen], target, exclude=(0,)):7.3f}")
         pred_mark, _ = predict(model, x_marked)
-        asr = attack_success_rate(pred_trig, y_test[chosen], target)
-        asr_no_null = attack_success_rate(pred_trig, y_test[chosen], target, exclude=(0,))
         asr_mark = attack_success_rate(pred_mark, y_test[chosen], target, exclude=(0,))
-        print(f"{label:28s} {result.accuracy:9.3f} {result.macro_f1:8.3f} {asr:6.3f} "
-              f"{asr_no_null:11.3f} {asr_mark:9.3f} {time.perf_counter() - started:7.0f}")
-    print("(ASR: apply() windows predicted as the target; 'no NULL' also leaves out NULL sources; "
-          "'burst': the physical burst itself stamped on, NULL sources left out)")
+        print(f"{label:24s} {result.accuracy:9.3f} {result.macro_f1:8.3f} {' '.join(cells)} "
+              f"{asr_mark:6.3f} {time.perf_counter() - started:7.0f}")
+    print("(ASR@s: apply() at SDEdit strength s, share of non-target windows predicted as the "
+          "target; 'no NULL' also leaves out NULL sources; 'burst': the physical burst stamped "
+          "on directly, NULL sources left out)")
 
     # ---- 4. stealth
     print("stealth:")
-    print(f"  apply(): trigger norm ratio {trigger_norm_ratio(x_test[chosen], x_applied):.3f}, "
-          f"spectral distance to originals {spectral_distance(x_applied, x_test[chosen]):.2f} dB, "
-          f"detector AUROC {detector_auroc(x_test[chosen], x_applied, seed=args.seed):.3f}, "
-          f"power in the burst band x{band_power_ratio(x_test[chosen], x_applied):.2f}")
+    for strength, x_applied in applied.items():
+        print(f"  apply() at {strength}: trigger norm ratio "
+              f"{trigger_norm_ratio(x_test[chosen], x_applied):.3f}, spectral distance to "
+              f"originals {spectral_distance(x_applied, x_test[chosen]):.2f} dB, detector AUROC "
+              f"{detector_auroc(x_test[chosen], x_applied, seed=args.seed):.3f}, "
+              f"power in the burst band x{band_power_ratio(x_test[chosen], x_applied):.2f}")
     for strength, (x_poison, poisoned_idx) in poisoned_sets.items():
         source = y_att[poisoned_idx]
         classes = np.unique(source)
