@@ -238,7 +238,8 @@ class AdversaryConfig:
     share of the clients, at least one, drawn from the run seed (stream ``ADVERSARY``).
     ``target``: the backdoor's target class, by name or index. ``poison_rate``: share of the
     attacker's training windows replaced by triggered windows labelled ``target``. ``trigger``:
-    ``stamp`` (band-limited additive burst) or ``diffusion`` (needs the diffusion generator).
+    ``stamp`` (band-limited additive burst); ``diffusion`` is refused before a run (the
+    generated trigger, :mod:`attacks.backdoor.diffusion`, is not fitted during runs yet).
     ``mode``: ``poison`` (train on poisoned data, send honestly), ``boost`` (model replacement,
     Bagdasaryan et al. 2020: the update is scaled by ``boost``; 0 = auto ``n / server.lr`` with
     ``n`` the clients per round) or ``constrain`` (the update is projected into the L2 ball of

@@ -314,11 +314,13 @@ def edit_distance(true_labels: object, predicted_labels: object) -> int:
 # ---- end timeline metrics ---------------------------------------------------------------------
 
 
-# ---- backdoor metrics --------------------------------------------------------------------------
+# ---- backdoor metrics ------------------------------------------------------------------------
+# Attack success and stealth of backdoor triggers (``shared/reference/backdoor.md``, "Metrics").
+# Pure numpy; windows are arrays (n, T, C).
 
 
 def attack_success_rate(
-    pred: object, y_true: object, target: int, exclude: tuple[int, ...] = ()
+    pred: object, y_true: object, target: int, exclude: object = ()
 ) -> float:
     """Attack success rate of a backdoor: the share of triggered windows whose true class is not
     ``target`` (nor in ``exclude``) that the model predicts as ``target``.
@@ -331,17 +333,156 @@ def attack_success_rate(
         pred: [n] predicted classes of the triggered windows.
         y_true: [n] true classes of the (clean) windows.
         target: the backdoor's target class.
-        exclude: further true classes to leave out.
+        exclude: further true classes to leave out (None or empty: none).
     """
-    pred, y_true = np.asarray(pred), np.asarray(y_true)
-    if pred.ndim != 1 or pred.shape != y_true.shape:
+    predicted, truth = np.asarray(pred), np.asarray(y_true)
+    if predicted.ndim != 1 or predicted.shape != truth.shape:
         raise MetricInputError(
             f"pred and y_true: expected two 1-D arrays of equal length, got shapes "
-            f"{pred.shape} and {y_true.shape}"
+            f"{predicted.shape} and {truth.shape}"
         )
-    keep = (y_true != target) & ~np.isin(y_true, np.asarray(exclude, dtype=y_true.dtype))
-    if not keep.any():
+    counted = truth != target
+    if exclude is not None:
+        counted &= ~np.isin(truth, np.asarray(exclude).ravel())
+    if not counted.any():
         return float("nan")
-    return float(np.mean(pred[keep] == target))
+    return float(np.mean(predicted[counted] == target))
 
 
+def _window_pair(clean: object, triggered: object) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(clean, dtype=np.float64), np.asarray(triggered, dtype=np.float64)
+    if a.ndim != 3 or a.shape != b.shape or a.size == 0:
+        raise MetricInputError(
+            f"clean and triggered: expected equal non-empty window arrays (n, T, C), got shapes "
+            f"{a.shape} and {b.shape}"
+        )
+    return a, b
+
+
+def trigger_norm_ratio(clean: object, triggered: object) -> float:
+    """How large the trigger is relative to the signal: ``||triggered - clean||_F / ||clean||_F``
+    over all windows together (0 = nothing added; the same windows, paired, in both arrays)."""
+    a, b = _window_pair(clean, triggered)
+    norm = np.linalg.norm(a)
+    if norm == 0:
+        raise MetricInputError("clean: all windows are zero; the ratio is undefined")
+    return float(np.linalg.norm(b - a) / norm)
+
+
+def _log_power(windows: np.ndarray) -> np.ndarray:
+    """Per-window log power spectrum (n, T // 2, C) in dB without the DC bin (the per-window
+    mean is removed, so that bin holds nothing)."""
+    centred = windows - windows.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(centred, axis=1)[:, 1:]) ** 2 / windows.shape[1]
+    return 10.0 * np.log10(power + 1e-8)
+
+
+def spectral_distance(a: object, b: object) -> float:
+    """RMS difference (dB) between the mean power spectra (per channel) of two sets of windows.
+
+    Each set's power spectrum is averaged over its windows per frequency and channel (per-window
+    mean removed), converted to dB, and the two are compared by the root mean square of their
+    difference over frequencies (DC excluded) and channels. 0 for identical sets; the sets may
+    differ in size but not in window length or channels.
+    """
+    first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if first.ndim != 3 or second.ndim != 3 or first.shape[1:] != second.shape[1:] or not (
+        len(first) and len(second)
+    ):
+        raise MetricInputError(
+            f"a and b: expected non-empty window arrays (n, T, C) with equal T and C, got "
+            f"shapes {first.shape} and {second.shape}"
+        )
+
+    def mean_spectrum(windows: np.ndarray) -> np.ndarray:
+        centred = windows - windows.mean(axis=1, keepdims=True)
+        power = (np.abs(np.fft.rfft(centred, axis=1)[:, 1:]) ** 2).mean(axis=0) / windows.shape[1]
+        return 10.0 * np.log10(power + 1e-8)
+
+    return float(np.sqrt(np.mean((mean_spectrum(first) - mean_spectrum(second)) ** 2)))
+
+
+def auroc(labels: object, scores: object) -> float:
+    """Area under the ROC curve = P(score of a positive > score of a negative), ties counted 1/2
+    (the Mann-Whitney U statistic from average ranks). ``labels`` are 0/1, both present."""
+    truth, values = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
+    if truth.ndim != 1 or truth.shape != values.shape:
+        raise MetricInputError(
+            f"labels and scores: expected 1-D arrays of equal length, got {truth.shape} and "
+            f"{values.shape}"
+        )
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        raise MetricInputError("labels: AUROC needs at least one positive and one negative")
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    rank_sums = np.bincount(inverse, weights=ranks)
+    ranks = (rank_sums / counts)[inverse]  # ties share their average rank
+    u = ranks[truth].sum() - positives * (positives + 1) / 2
+    return float(u / (positives * negatives))
+
+
+def detector_auroc(
+    clean: object,
+    poisoned: object,
+    seed: int,
+    *,
+    test_fraction: float = 0.5,
+    epochs: int = 300,
+    l2: float = 1e-2,
+) -> float:
+    """Held-out AUROC of a simple poisoned-vs-clean detector (0.5 = undetectable, 1 = obvious).
+
+    Features: each window's log power spectrum per channel (:func:`_log_power`) plus its
+    per-channel mean and standard deviation, standardised with training statistics. Detector:
+    L2-regularised logistic regression fitted by full-batch gradient descent (numpy). Each set is
+    split at random (``seed``) into a training part and a ``test_fraction`` held-out part; the
+    AUROC is computed on the held-out windows only.
+
+    Args:
+        clean: clean windows (n, T, C).
+        poisoned: poisoned or triggered windows (m, T, C) with the same T and C.
+        seed: fixes the split.
+        test_fraction: share of each set held out for scoring (each part keeps >= 1 window).
+        epochs: gradient-descent iterations; l2: weight penalty.
+    """
+    a, b = np.asarray(clean, dtype=np.float64), np.asarray(poisoned, dtype=np.float64)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:] or len(a) < 2 or len(b) < 2:
+        raise MetricInputError(
+            f"clean and poisoned: expected window arrays (n >= 2, T, C) with equal T and C, got "
+            f"shapes {a.shape} and {b.shape}"
+        )
+    if not 0.0 < test_fraction < 1.0:
+        raise MetricInputError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
+
+    def features(windows: np.ndarray) -> np.ndarray:
+        spectrum = _log_power(windows).reshape(len(windows), -1)
+        return np.concatenate([spectrum, windows.mean(axis=1), windows.std(axis=1)], axis=1)
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xBD]))
+    train_x, train_y, test_x, test_y = [], [], [], []
+    for label, windows in ((0, a), (1, b)):
+        order = rng.permutation(len(windows))
+        held = min(len(windows) - 1, max(1, round(test_fraction * len(windows))))
+        feats = features(windows[order])
+        test_x.append(feats[:held])
+        train_x.append(feats[held:])
+        test_y.append(np.full(held, label))
+        train_y.append(np.full(len(windows) - held, label))
+    x_train, y_train = np.concatenate(train_x), np.concatenate(train_y)
+    x_test, y_test = np.concatenate(test_x), np.concatenate(test_y)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    # class-balanced logistic loss, so unequal set sizes do not decide the threshold
+    weight = np.where(y_train == 1, 0.5 / y_train.mean(), 0.5 / (1 - y_train.mean()))
+    w, bias = np.zeros(x_train.shape[1]), 0.0
+    step = 0.5
+    for _ in range(epochs):
+        p = 1.0 / (1.0 + np.exp(-(x_train @ w + bias)))
+        residual = weight * (p - y_train) / len(y_train)
+        w -= step * (x_train.T @ residual + l2 * w)
+        bias -= step * residual.sum()
+    return auroc(y_test, x_test @ w + bias)

@@ -1,7 +1,9 @@
 """Backdoor poisoning by malicious clients: triggers and the attack modes (numpy/torch only).
 
 - :class:`Trigger` (protocol) and :class:`StampTrigger` (band-limited additive burst);
-  the diffusion trigger lives in ``attacks.backdoor.diffusion`` (optional).
+- :mod:`attacks.backdoor.diffusion`: the IMU-DM-CLIP-style generated trigger
+  (:func:`~attacks.backdoor.diffusion.fit_diffusion_trigger`, trained on the attacker's own
+  windows; not yet selectable in federated runs, see :func:`check_trigger`);
 - :mod:`attacks.backdoor.modes`: :func:`boost` (model replacement) and
   :func:`project_to_norm_ball` (constrain), on flat vectors or state dicts.
 """
@@ -16,7 +18,7 @@ from attacks.backdoor.modes import (
     state_sum,
     update_norm,
 )
-from attacks.backdoor.registry import TRIGGERS, build_trigger, check_trigger, diffusion_available
+from attacks.backdoor.registry import TRIGGERS, build_trigger, check_trigger
 from attacks.backdoor.stamp import StampTrigger
 
 __all__ = [
@@ -28,7 +30,6 @@ __all__ = [
     "build_trigger",
     "check_trigger",
     "cosine",
-    "diffusion_available",
     "flat_update",
     "poison_indices",
     "project_to_norm_ball",
