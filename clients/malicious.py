@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from attacks.backdoor import (
+    AttackerData,
     Trigger,
     boost,
     build_trigger,
@@ -36,7 +37,7 @@ from attacks.backdoor import (
     state_sum,
     update_norm,
 )
-from fl_har.adversary import AdversaryPlan, resolve_adversary
+from fl_har.adversary import AdversaryPlan, attacker_training_data, resolve_adversary
 from fl_har.config import ExperimentConfig
 from fl_har.federation import Participant, ParticipantUpdate, federation_plan
 from fl_har.seeding import Stream, stream_rng
@@ -46,16 +47,27 @@ UPDATE_NORM = "adv_update_norm"
 RAW_UPDATE_NORM = "adv_raw_update_norm"
 POISONED = "adv_poisoned"
 
-# One adversary plan and trigger per process, for one experiment config at a time.
-_cache: dict[str, object] = {"config": None, "plan": None, "trigger": None}
+# One adversary plan per process, and each attacker's trigger, for one experiment config at a time.
+_cache: dict[str, object] = {"config": None, "plan": None, "triggers": {}}
 
 
-def _adversary(config: ExperimentConfig) -> tuple[AdversaryPlan | None, Trigger | None]:
+def _adversary(config: ExperimentConfig) -> AdversaryPlan | None:
     if _cache["config"] != config:
         plan = resolve_adversary(config, federation_plan(config))
-        trigger = build_trigger(plan.trigger, plan.trigger_options) if plan else None
-        _cache.update(config=config, plan=plan, trigger=trigger)
-    return _cache["plan"], _cache["trigger"]  # type: ignore[return-value]
+        _cache.update(config=config, plan=plan, triggers={})
+    return _cache["plan"]  # type: ignore[return-value]
+
+
+def _trigger(config: ExperimentConfig, plan: AdversaryPlan, subject: int) -> Trigger:
+    """Attacker ``subject``'s trigger: the stamp, or the diffusion generator trained on its own
+    windows (loaded from the content-keyed cache when the server's probe fitted it already)."""
+    triggers: dict = _cache["triggers"]  # type: ignore[assignment]
+    key = subject if plan.trigger == "diffusion" else None
+    if key not in triggers:
+        data = (AttackerData(**attacker_training_data(config, plan, subject))
+                if plan.trigger == "diffusion" else None)
+        triggers[key] = build_trigger(plan.trigger, plan.trigger_options, data)
+    return triggers[key]
 
 
 class MaliciousParticipant:
@@ -115,7 +127,8 @@ class MaliciousParticipant:
 
 def attacker_for(participant: Participant) -> MaliciousParticipant | None:
     """The malicious version of ``participant``, or None if its subject is honest."""
-    plan, trigger = _adversary(participant.config)
+    plan = _adversary(participant.config)
     if plan is None or not plan.is_adversary(participant.subject):
         return None
-    return MaliciousParticipant(participant, plan, trigger)
+    return MaliciousParticipant(participant, plan,
+                                _trigger(participant.config, plan, participant.subject))

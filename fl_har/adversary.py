@@ -11,11 +11,14 @@ the same plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fl_har.config import ConfigError, ExperimentConfig
-from fl_har.federation import FederationPlan
-from fl_har.seeding import Stream, stream_rng
+from fl_har.federation import FederationPlan, Participant, dataset_for
+from fl_har.seeding import Stream, derive_seed, stream_rng
 
 # Class 0 is NULL in every fl-har dataset (fl_har.data.dataset): the "no null" ASR leaves
 # windows of this class out of its denominator.
@@ -89,6 +92,32 @@ def trigger_options(config: ExperimentConfig) -> dict[str, Any]:
         "band": (adv.stamp_band_low, adv.stamp_band_high),
         "window": config.data.window,
         "seed": config.run.seed,
+        "cache_dir": diffusion_cache(config),
+        "text_encoder": adv.diffusion_text_encoder,
+        "denoiser_steps": adv.diffusion_denoiser_steps,
+        "clip_epochs": adv.diffusion_clip_epochs,
+    }
+
+
+def diffusion_cache(config: ExperimentConfig) -> str:
+    """Folder of trained diffusion triggers (content-keyed files, shared by runs)."""
+    if config.adversary.diffusion_cache:
+        return config.adversary.diffusion_cache
+    return str(Path(config.run.out) / ".cache" / "diffusion-triggers")
+
+
+def attacker_training_data(config: ExperimentConfig, plan: AdversaryPlan,
+                           subject: int) -> dict[str, Any]:
+    """What attacker ``subject`` builds a data-driven trigger from (the keyword arguments of
+    ``attacks.backdoor.AttackerData``): all its windows, normalised as it trains on them, their
+    labels, the class names, the target and a seed (stream ``ADVERSARY``, keys 3, subject)."""
+    participant = Participant(config, subject)
+    return {
+        "x": participant.normalizer(participant.windows.x).astype(np.float32),
+        "y": np.asarray(participant.windows.y),
+        "class_names": tuple(dataset_for(config).class_names),
+        "target": plan.target,
+        "seed": derive_seed(config.run.seed, Stream.ADVERSARY, 3, subject),
     }
 
 

@@ -238,8 +238,12 @@ class AdversaryConfig:
     share of the clients, at least one, drawn from the run seed (stream ``ADVERSARY``).
     ``target``: the backdoor's target class, by name or index. ``poison_rate``: share of the
     attacker's training windows replaced by triggered windows labelled ``target``. ``trigger``:
-    ``stamp`` (band-limited additive burst); ``diffusion`` is refused before a run (the
-    generated trigger, :mod:`attacks.backdoor.diffusion`, is not fitted during runs yet).
+    ``stamp`` (band-limited additive burst) or ``diffusion`` (the generated trigger of
+    IMU-DM-CLIP, :mod:`attacks.backdoor.diffusion`: each attacker trains it on its own windows,
+    ``diffusion_denoiser_steps`` denoiser mini-batches and ``diffusion_clip_epochs`` IMU-encoder
+    epochs, text encoder ``diffusion_text_encoder`` = ``auto`` / ``hashed`` / ``minilm``; trained
+    generators are cached by content in ``diffusion_cache``, default ``<run.out>/.cache/
+    diffusion-triggers``).
     ``mode``: ``poison`` (train on poisoned data, send honestly), ``boost`` (model replacement,
     Bagdasaryan et al. 2020: the update is scaled by ``boost``; 0 = auto ``n / server.lr`` with
     ``n`` the clients per round) or ``constrain`` (the update is projected into the L2 ball of
@@ -265,6 +269,10 @@ class AdversaryConfig:
     stamp_position: int = -1
     stamp_band_low: float = 0.1
     stamp_band_high: float = 0.2
+    diffusion_cache: str = ""
+    diffusion_text_encoder: str = "auto"
+    diffusion_denoiser_steps: int = 2000
+    diffusion_clip_epochs: int = 30
 
     @property
     def active(self) -> bool:
@@ -755,6 +763,10 @@ def _validate_adversary(config: ExperimentConfig, source: str) -> None:
             f"{where}: need 0 <= stamp_band_low < stamp_band_high <= 0.5 cycles per sample, got "
             f"{adv.stamp_band_low}, {adv.stamp_band_high}"
         )
+    if adv.diffusion_denoiser_steps < 1 or adv.diffusion_clip_epochs < 1:
+        raise ConfigError(f"{where}.diffusion_denoiser_steps and diffusion_clip_epochs must be "
+                          f">= 1, got {adv.diffusion_denoiser_steps} and "
+                          f"{adv.diffusion_clip_epochs}")
     if any(c < 0 for c in adv.stamp_channels):
         raise ConfigError(f"{where}.stamp_channels: channel indices must be >= 0")
     if adv.active and config.run.regime != "train":

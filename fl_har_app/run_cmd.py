@@ -66,9 +66,10 @@ def check_adversary(config: ExperimentConfig, plan=None) -> None:
     if not config.adversary.active:
         return
     from attacks.backdoor import BackdoorError, check_trigger
+    from fl_har.adversary import trigger_options
 
     try:
-        check_trigger(config.adversary.trigger)
+        check_trigger(config.adversary.trigger, trigger_options(config))
     except BackdoorError as exc:
         raise ConfigError(f"adversary.trigger = {config.adversary.trigger!r}: {exc}") from None
     if plan is not None:

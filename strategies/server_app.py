@@ -22,8 +22,8 @@ from flwr.serverapp import Grid, ServerApp
 
 import attacks
 import protocol
-from attacks.backdoor import Trigger, build_trigger
-from fl_har.adversary import AdversaryPlan, resolve_adversary
+from attacks.backdoor import AttackerData, Trigger, build_trigger
+from fl_har.adversary import AdversaryPlan, attacker_training_data, resolve_adversary
 from fl_har.config import ExperimentConfig, check_attacks, from_flat, load_config, to_flat
 from fl_har.evaluation import evaluate_model
 from fl_har.federation import (
@@ -97,6 +97,28 @@ def make_context_factory(config: ExperimentConfig, plan: FederationPlan):
         )
 
     return factory
+
+
+def probe_trigger(config: ExperimentConfig, adversary: AdversaryPlan) -> Trigger:
+    """The trigger the evaluation probe applies to the held-out windows (measurement only).
+
+    The stamp is fully given by the config. The diffusion trigger is what the first attacker
+    trains on its own windows: the probe fits it the same way (same data, seed and options, so
+    the content-keyed cache then serves the attacker too) -- the simulation harness reading an
+    attacker's data, as it reads the truth channel; no aggregation step sees it.
+    """
+    if adversary.trigger != "diffusion":
+        return build_trigger(adversary.trigger, adversary.trigger_options)
+    subject = adversary.subjects[0]
+    cache = adversary.trigger_options["cache_dir"]
+    logger.warning("fl-har: preparing the diffusion trigger of attacker subject %d (trained once, "
+                   "then cached in %s)", subject, cache)
+    started = time.perf_counter()
+    trigger = build_trigger(adversary.trigger, adversary.trigger_options,
+                            AttackerData(**attacker_training_data(config, adversary, subject)))
+    logger.warning("fl-har: diffusion trigger ready after %.0f s%s", time.perf_counter() - started,
+                   " (from the cache)" if trigger.meta.get("cache_hit") else "")
+    return trigger
 
 
 class RoundWriter:
@@ -192,7 +214,7 @@ def run_server(
         adversary = resolve_adversary(config, plan)
         backdoor = None
         if adversary is not None:
-            backdoor = (adversary, build_trigger(adversary.trigger, adversary.trigger_options))
+            backdoor = (adversary, probe_trigger(config, adversary))
         model = initial_model(config, plan)
         done = store.last_finished_round
         checkpoint = store.load_checkpoint() if done else None

@@ -16,10 +16,10 @@ from attacks.backdoor import (
     Trigger,
     boost,
     build_trigger,
-    check_trigger,
     project_to_norm_ball,
     update_norm,
 )
+from attacks.backdoor.diffusion import minilm_available
 from clients.har_client import app as client_app
 from fl_har.adversary import resolve_adversary
 from fl_har.config import ConfigError, from_flat, load_config, to_flat
@@ -222,11 +222,18 @@ def test_settings_that_need_the_dataset_fail_at_the_front_door(override, message
         check_adversary(c, federation_plan(c))
 
 
-def test_the_diffusion_trigger_is_refused_in_runs_with_the_reason():
-    with pytest.raises(BackdoorError, match="not available in federated runs yet"):
-        check_trigger("diffusion")
-    with pytest.raises(ConfigError, match="fit_diffusion_trigger"):
-        check_adversary(config("adversary.clients=1", "adversary.trigger=diffusion"))
+def test_the_diffusion_trigger_checks_its_text_encoder_and_needs_the_attackers_data():
+    with pytest.raises(ConfigError, match="text_encoder: expected one of auto, hashed, minilm"):
+        check_adversary(config("adversary.clients=1", "adversary.trigger=diffusion",
+                               "adversary.diffusion_text_encoder=bert"))
+    if not minilm_available():  # the extra is optional: asking for it without it is an error
+        with pytest.raises(ConfigError, match=r"fl-har\[diffusion\]"):
+            check_adversary(config("adversary.clients=1", "adversary.trigger=diffusion",
+                                   "adversary.diffusion_text_encoder=minilm"))
+    with pytest.raises(ConfigError, match="diffusion_denoiser_steps"):
+        config("adversary.clients=1", "adversary.diffusion_denoiser_steps=0")
+    with pytest.raises(BackdoorError, match="attacker's own windows"):
+        build_trigger("diffusion", {"text_encoder": "hashed"})
     assert isinstance(build_trigger("stamp", {"amplitude": 2.0}), StampTrigger)
 
 
@@ -281,6 +288,29 @@ def test_a_boosting_attacker_sends_gamma_times_its_update_and_is_recorded(tmp_pa
         float(bad["adv_update_norm"].iloc[0]), rel=1e-4)  # what the server measured
     assert updates["cosine_to_benign_mean"].dropna().between(-1, 1).all()
     assert updates.loc[updates["malicious"] == 0, "adv_update_norm"].isna().all()
+
+
+def test_a_diffusion_attacker_poisons_with_the_generator_trained_on_its_own_windows(tmp_path):
+    """The probe trains attacker 1's generator (tiny settings) before round 1; the attacker then
+    loads the same generator from the content-keyed cache and poisons with it."""
+    cache = tmp_path / "triggers"
+    c = config(*ATTACK, "run.rounds=2", "client.local_epochs=1", "adversary.clients=1",
+               "adversary.trigger=diffusion", "adversary.diffusion_text_encoder=hashed",
+               "adversary.diffusion_denoiser_steps=20", "adversary.diffusion_clip_epochs=1",
+               f"adversary.diffusion_cache={cache.as_posix()!r}")
+    store = _run(tmp_path, c)
+    assert len(list(cache.glob("diffusion-trigger-*.pt"))) == 1  # fitted once, for subject 1
+    rounds = store.round_table()
+    assert rounds[["asr", "asr_no_null"]].apply(lambda v: v.between(0, 1)).all().all()
+    updates = store.update_table()
+    bad = updates[updates["malicious"] == 1]
+    assert list(bad["subject"]) == [1, 1]
+    # 40 % of the windows of its epoch were generated: 88 of its 220 usable windows
+    assert (bad["adv_poisoned"] == 88).all()
+    # the same config again: identical numbers (generation seeded, generator from the cache)
+    again = _run(tmp_path, c, "again")
+    measured = ["train_loss", "eval_accuracy", "asr", "asr_no_null"]  # not the timings
+    pd.testing.assert_frame_equal(store.round_table()[measured], again.round_table()[measured])
 
 
 def test_a_constrained_attacker_sends_an_update_on_the_norm_ball(tmp_path):

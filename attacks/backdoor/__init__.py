@@ -3,12 +3,12 @@
 - :class:`Trigger` (protocol) and :class:`StampTrigger` (band-limited additive burst);
 - :mod:`attacks.backdoor.diffusion`: the IMU-DM-CLIP-style generated trigger
   (:func:`~attacks.backdoor.diffusion.fit_diffusion_trigger`, trained on the attacker's own
-  windows; not yet selectable in federated runs, see :func:`check_trigger`);
+  windows, :class:`AttackerData`; cached by content);
 - :mod:`attacks.backdoor.modes`: :func:`boost` (model replacement) and
   :func:`project_to_norm_ball` (constrain), on flat vectors or state dicts.
 """
 
-from attacks.backdoor.base import BackdoorError, Trigger, poison_indices
+from attacks.backdoor.base import AttackerData, BackdoorError, Trigger, poison_indices
 from attacks.backdoor.modes import (
     boost,
     cosine,
@@ -23,6 +23,7 @@ from attacks.backdoor.stamp import StampTrigger
 
 __all__ = [
     "TRIGGERS",
+    "AttackerData",
     "BackdoorError",
     "StampTrigger",
     "Trigger",

@@ -8,6 +8,7 @@ A trigger is what turns a clean window into one that activates the backdoor. The
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -34,6 +35,22 @@ class Trigger(Protocol):
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Test-time: the same windows carrying the trigger (labels unchanged by the caller)."""
         ...
+
+
+@dataclass(frozen=True)
+class AttackerData:
+    """What a data-driven trigger is built from: the malicious client's own windows.
+
+    ``x``: (n, T, C) float32 windows, normalised as the client trains on them; ``y``: their
+    labels; ``class_names``: every class's name (index = class id); ``target``: the backdoor's
+    target class; ``seed``: fixes the trigger's training.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    target: int
+    seed: int
 
 
 def check_windows(x: np.ndarray, where: str) -> np.ndarray:
