@@ -1,0 +1,157 @@
+"""Write experiments/defences/RESULTS.md and its figure from a finished defences sweep.
+
+    python experiments/defences/make_results.py results/defences-hapt-boost \
+        [results/defences-hapt-boost-strong ...] [--out experiments/defences/RESULTS.md]
+
+One run per aggregation rule and attacker setting (the sweeps' cells, e.g. ``clean``,
+``fedavg``, ``median``), labelled by rule, poisoning rate and stamp amplitude. For each:
+the attack success rate (ASR, with and without NULL sources) and the clean accuracy / macro-F1 on
+the held-out people in the last round and averaged over the attack rounds, the price for the
+honest participants (macro-F1 against the attack-free run) and what the rule did with the
+attacker's updates (``decision`` in updates.parquet). All numbers come from the run directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from fl_har.config import parse_subjects
+from fl_har.results.readers import load_run
+
+
+def attack_rounds(config: dict) -> set[int] | None:
+    """The rounds the attacker attacks (None: every round; empty: no attacker)."""
+    adversary = config.get("adversary", {})
+    if not adversary.get("clients") and not adversary.get("fraction"):
+        return set()
+    rounds = str(adversary.get("rounds", "all"))
+    return None if rounds.strip().lower() == "all" else set(parse_subjects(rounds, "rounds"))
+
+
+def label(run_dir: Path, config: dict) -> str:
+    adversary = config.get("adversary", {})
+    if attack_rounds(config) == set():
+        return run_dir.name
+    return (f"{run_dir.name} (poison {float(adversary['poison_rate']):.0%}, stamp "
+            f"{float(adversary['stamp_amplitude']):g} std)")
+
+
+def summarise(run_dir: Path) -> dict:
+    run = load_run(run_dir)
+    rounds = run.rounds.sort_values("round")
+    attacked = attack_rounds(run.config)
+    last = rounds.iloc[-1]
+    window = rounds if attacked is None else rounds[rounds["round"].isin(attacked or [])]
+    updates = run.updates
+    row = {
+        "rule": label(run_dir, run.config),
+        "aggregator": run.config.get("server", {}).get("aggregator", "fedavg"),
+        "rounds": int(last["round"]),
+        "final_accuracy": float(last["eval_accuracy"]),
+        "final_macro_f1": float(last["eval_macro_f1"]),
+        "final_asr": float(last.get("asr", float("nan"))),
+        "final_asr_no_null": float(last.get("asr_no_null", float("nan"))),
+        "mean_asr_attack_rounds": float(window["asr"].mean()) if "asr" in window else float("nan"),
+        "malicious_updates": 0,
+        "malicious_selected": float("nan"),
+    }
+    if "malicious" in updates and len(updates):
+        bad = updates[updates["malicious"].fillna(0).astype(bool)]
+        row["malicious_updates"] = len(bad)
+        if "decision" in bad and bad["decision"].notna().any():
+            row["malicious_selected"] = int((bad["decision"] != "excluded").sum())
+    return row, rounds
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub table of ``table`` (index first), numbers to 3 decimals."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:.3f}"
+        return str(value)
+
+    header = [table.index.name or "", *table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in table.iterrows():
+        lines.append("| " + " | ".join([str(index), *(cell(v) for v in row)]) + " |")
+    return "\n".join(lines)
+
+
+def figure(series: dict[str, pd.DataFrame], path: Path) -> None:
+    fig, (ax_asr, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, rounds) in enumerate(series.items()):
+        style = {"marker": "o", "ms": 3, "label": name, "color": colours[index % len(colours)]}
+        if "asr" in rounds:
+            ax_asr.plot(rounds["round"], rounds["asr"], **style)
+        ax_f1.plot(rounds["round"], rounds["eval_macro_f1"], **style)
+    ax_asr.set(title="attack success rate (held-out people)", xlabel="round", ylabel="ASR",
+               ylim=(0, 1))
+    ax_f1.set(title="clean macro-F1 (held-out people)", xlabel="round", ylabel="macro-F1",
+              ylim=(0, 1))
+    ax_f1.legend(frameon=False, fontsize=8)
+    for ax in (ax_asr, ax_f1):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", type=Path, nargs="+",
+                        help="sweep folders (one run directory per rule)")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments/defences/RESULTS.md")
+    args = parser.parse_args(argv)
+    run_dirs = [p.parent for sweep in args.sweeps for p in sorted(sweep.rglob("meta.json"))]
+    if not run_dirs:
+        parser.error(f"{' '.join(map(str, args.sweeps))}: no run directories (meta.json) found")
+    rows, series = [], {}
+    for run_dir in run_dirs:
+        row, rounds = summarise(run_dir)
+        rows.append(row)
+        series[row["rule"]] = rounds
+    table = pd.DataFrame(rows).set_index("rule")
+    if "clean" in table.index:  # the price for the honest participants (attack-free FedAvg)
+        table["f1_cost_vs_clean"] = table.loc["clean", "final_macro_f1"] - table["final_macro_f1"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out.with_suffix(".csv"))
+    figure_path = args.out.with_name("asr_f1_over_rounds.png")
+    figure(series, figure_path)
+    lines = [
+        "# Backdoor vs defences on HAPT",
+        "",
+        ("Generated by `python experiments/defences/make_results.py "
+         f"{' '.join(map(str, args.sweeps))}` from the run directories of "
+         "`fl-har sweep experiments/defences/hapt_boost.toml` and `hapt_boost_strong.toml` "
+         "(configs: those files)."),
+        "",
+        markdown(table),
+        "",
+        f"![ASR and macro-F1 over rounds]({figure_path.name})",
+        "",
+        ("Columns: `final_*` in the last round on the 5 held-out people; `mean_asr_attack_rounds` "
+        "averages the ASR over the rounds in which the attacker attacks; `malicious_updates` "
+        "counts the attacker's updates (it attacks only when sampled); `malicious_selected` how "
+        "many of them the rule used (not excluded); `f1_cost_vs_clean` is the macro-F1 the rule "
+        "costs against the attack-free FedAvg run."),
+    ]
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(table.round(3).to_string())
+    print(f"wrote {args.out}, {args.out.with_suffix('.csv')} and {figure_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
