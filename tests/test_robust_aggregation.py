@@ -426,3 +426,63 @@ def test_krum_decisions_land_in_updates_parquet_on_ray(tmp_path):
     assert set(table["decision"]) <= {SELECTED, EXCLUDED}
     assert (table[table["decision"] == SELECTED].groupby("round").size() == 1).all()
     assert table["decision_score"].notna().all()
+
+
+@pytest.mark.slow
+def test_on_ray_a_boosting_attacker_backdoors_fedavg_and_multikrum_keeps_it_out(tmp_path):
+    """One sweep on Ray, two cells: plain FedAvg and Multi-Krum (f = 1), 5 synthetic clients of
+    which subject 1 poisons 40 % of its windows and boosts its update (gamma = 5). Measured with
+    the same settings in-process: FedAvg ASR 1.0 in round 3, Multi-Krum 0.01 with the attacker's
+    three updates excluded."""
+    from test_simulation_ray import fl_har
+
+    sweep = tmp_path / "boost.toml"
+    sweep.write_text(f"""
+[sweep]
+name = "boost"
+out = "{tmp_path.as_posix()}"
+
+[base.data]
+dataset = "synthetic"
+synthetic_subjects = 6
+clients = "1-5"
+eval_subjects = "6"
+normalization = "standardize"
+
+[base.run]
+regime = "train"
+rounds = 3
+
+[base.client]
+batch_size = 20
+lr = 0.2
+local_epochs = 2
+
+[base.attacks]
+names = "ebi"
+
+[base.adversary]
+clients = "1"
+target = "3"
+poison_rate = 0.4
+stamp_amplitude = 3.0
+mode = "boost"
+
+[base.simulation]
+cpus_per_client = 1
+
+[grid.rule]
+fedavg = {{ "server.aggregator" = "fedavg" }}
+multikrum = {{ "server.aggregator" = "multikrum", "server.num_malicious" = 1 }}
+""")
+    result = fl_har("sweep", str(sweep), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cells = tmp_path / "boost" / "cells"
+    fedavg = pd.read_parquet(cells / "fedavg" / "rounds.parquet").set_index("round")
+    krum = pd.read_parquet(cells / "multikrum" / "rounds.parquet").set_index("round")
+    assert fedavg.loc[3, "asr"] > 0.8  # the backdoor is planted through plain averaging
+    assert krum.loc[3, "asr"] < 0.1  # ... and kept out by Multi-Krum
+    assert krum.loc[3, "eval_accuracy"] > 0.7  # at no visible price for the honest clients
+    updates = pd.read_parquet(cells / "multikrum" / "updates.parquet")
+    attacker = updates[updates["malicious"] == 1]
+    assert len(attacker) == 3 and (attacker["decision"] == EXCLUDED).all()
