@@ -65,26 +65,36 @@ def summarise(run_dir: Path) -> dict:
         "mean_asr_attack_rounds": float(window["asr"].mean()) if "asr" in window else float("nan"),
         "malicious_updates": 0,
         "malicious_selected": float("nan"),
+        "benign_excluded_share": float("nan"),
     }
     if "malicious" in updates and len(updates):
         bad = updates[updates["malicious"].fillna(0).astype(bool)]
         row["malicious_updates"] = len(bad)
         if "decision" in bad and bad["decision"].notna().any():
             row["malicious_selected"] = int((bad["decision"] != "excluded").sum())
+    if "decision" in updates and updates["decision"].notna().any():
+        benign = updates[~updates["malicious"].fillna(0).astype(bool)] if "malicious" in updates \
+            else updates
+        row["benign_excluded_share"] = float((benign["decision"] == "excluded").mean())
     return row, rounds
 
 
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub table of ``table`` (index first), numbers to 3 decimals."""
-    def cell(value) -> str:
+    counts = {"rounds", "malicious_updates", "malicious_selected"}
+
+    def cell(column: str, value) -> str:
         if isinstance(value, float):
-            return "" if pd.isna(value) else f"{value:.3f}"
+            if pd.isna(value):
+                return ""
+            return f"{value:.0f}" if column in counts else f"{value:.3f}"
         return str(value)
 
     header = [table.index.name or "", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for index, row in table.iterrows():
-        lines.append("| " + " | ".join([str(index), *(cell(v) for v in row)]) + " |")
+        cells = [cell(column, value) for column, value in row.items()]
+        lines.append("| " + " | ".join([str(index), *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         ("Columns: `final_*` in the last round on the 5 held-out people; `mean_asr_attack_rounds` "
         "averages the ASR over the rounds in which the attacker attacks; `malicious_updates` "
         "counts the attacker's updates (it attacks only when sampled); `malicious_selected` how "
-        "many of them the rule used (not excluded); `f1_cost_vs_clean` is the macro-F1 the rule "
+        "many of them the rule used (not excluded); `benign_excluded_share` the share of honest "
+         "updates it left out; `f1_cost_vs_clean` is the macro-F1 the rule "
         "costs against the attack-free FedAvg run."),
     ]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
