@@ -52,26 +52,21 @@ class AttackOption:
                 typed = value
             elif isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 typed = value.strip().lower() == "true"
+        elif kind in (int, float) and isinstance(value, str):
+            try:
+                typed = kind(value.strip())
+            except ValueError:
+                pass
         elif kind is int:
             if isinstance(value, numbers.Integral) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer():
                 typed = int(value)
-            elif isinstance(value, str):
-                try:
-                    typed = int(value.strip())
-                except ValueError:
-                    pass
         elif kind is float:
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 typed = float(value)
-            elif isinstance(value, str):
-                try:
-                    typed = float(value.strip())
-                except ValueError:
-                    pass
-            if typed is not None and not math.isfinite(typed):
-                raise AttackError(f"{self.name}: expected a finite number, got {value!r}")
         elif isinstance(value, str):
             typed = value
+        if kind is float and typed is not None and not math.isfinite(typed):
+            raise AttackError(f"{self.name}: expected a finite number, got {value!r}")
         if typed is None:
             raise AttackError(f"{self.name}: expected {kind.__name__}, got {value!r}")
         problem = self.check(typed) if self.check is not None else None

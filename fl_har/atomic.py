@@ -14,8 +14,14 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + TEMP_SUFFIX)
+    _write_and_replace(temp, temp, path, data)
+
+
+def _write_and_replace(opened: Path | int, temp: Path, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``opened`` (the temporary file ``temp``, or its descriptor), fsync, rename
+    it to ``path``, fsync the folder; the temporary file is removed if anything fails."""
     try:
-        with open(temp, "wb") as handle:
+        with open(opened, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -47,14 +53,4 @@ def write_bytes_atomic_unique(path: str | os.PathLike[str], data: bytes) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
-    temp = Path(name)
-    try:
-        with open(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    _write_and_replace(descriptor, Path(name), path, data)

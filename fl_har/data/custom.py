@@ -62,6 +62,7 @@ from fl_har.data.subject_csv import (
     MISSING_TOKENS,
     _parse_sensor_column,
     _read_rows,
+    check_float32_range,
 )
 
 LABEL_COLUMN = "label"
@@ -482,13 +483,7 @@ def parse_subject_file(
                     f"column {name!r}: {run.length} missing value(s) from "
                     f"{table.where[part.start + run.start]} interpolated"
                 )
-    finite = np.isfinite(signals)
-    if not finite.all():
-        row, channel = (int(i) for i in np.argwhere(~finite)[0])
-        raise DataError(
-            f"{path}: {table.where[row]}, column {names[channel]!r}: value overflows 32-bit "
-            "floats (|x| > 3.4e38); sensor values must be finite"
-        )
+    check_float32_range(path, signals, names, table.where.__getitem__)
     recordings = [Recording(signals[part], labels[part]) for part in segments]
     for index, rec in enumerate(recordings):
         check_finite(rec.signals, f"{path} (subject {subject}, recording {index})", names)

@@ -19,7 +19,7 @@ header is line 1) and the column or value, and what was expected:
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,20 +87,21 @@ def read_subject_csv(
                 f"most max_gap={max_gap} samples are interpolated (pass a larger max_gap, or "
                 "max_gap=None, to interpolate longer gaps)"
             ) from None
-    check_float32_range(path, signals, layout.channel_names, line_of)
+    check_float32_range(path, signals, layout.channel_names, lambda row: f"line {line_of[row]}")
     labels = _parse_labels(path, columns[-1], layout, line_of)
     return Recording(signals=signals, labels=labels)
 
 
 def check_float32_range(
-    path: Path, signals: np.ndarray, channel_names: Sequence[str], line_of: np.ndarray
+    path: Path, signals: np.ndarray, channel_names: Sequence[str], where: Callable[[int], str]
 ) -> None:
-    """Finite decimals beyond float32's range (|x| > 3.4e38) become inf when stored: name them."""
+    """Finite decimals beyond float32's range (|x| > 3.4e38) become inf when stored: name them
+    (``where(row)`` says where a row of ``signals`` is in the file, e.g. "line 12")."""
     finite = np.isfinite(signals)
     if not finite.all():
         row, channel = (int(i) for i in np.argwhere(~finite)[0])
         raise DataError(
-            f"{path}: line {line_of[row]}, column {channel_names[channel]!r}: value overflows "
+            f"{path}: {where(row)}, column {channel_names[channel]!r}: value overflows "
             "32-bit floats (|x| > 3.4e38); sensor values must be finite"
         )
 
