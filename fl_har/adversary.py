@@ -10,6 +10,7 @@ the same plan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,18 +62,27 @@ def target_index(target: str, class_names: tuple[str, ...]) -> int:
     )
 
 
-def adversary_subjects(config: ExperimentConfig, clients: tuple[int, ...]) -> tuple[int, ...]:
-    """The malicious subjects: ``adversary.clients``, or a seeded draw of ``fraction`` of the
-    clients (at least one; stream ``ADVERSARY``, key 0; fixed for the whole run)."""
+def adversary_subjects(
+    config: ExperimentConfig, clients: tuple[int, ...], owners: Mapping[int, int] | None = None
+) -> tuple[int, ...]:
+    """The malicious clients: ``adversary.clients``, or a seeded draw of ``fraction`` of the
+    clients (at least one; stream ``ADVERSARY``, key 0; fixed for the whole run).
+
+    With clients that are units of subjects (``owners``: unit -> subject), a subject id in
+    ``adversary.clients`` makes every one of its units malicious (a unit id names one unit)."""
     adv = config.adversary
     if adv.clients:
-        outside = sorted(set(adv.clients) - set(clients))
+        owners = owners or {}
+        chosen_clients = tuple(c for c in clients if c in adv.clients
+                               or owners.get(c) in adv.clients)
+        named = set(chosen_clients) | {owners.get(c) for c in chosen_clients}
+        outside = sorted(set(adv.clients) - named)
         if outside:
             raise ConfigError(
                 f"adversary.clients: subjects {outside} are not clients of this run "
-                f"(clients: {', '.join(map(str, clients))})"
+                f"(clients: {', '.join(map(str, sorted({owners.get(c, c) for c in clients})))})"
             )
-        return tuple(sorted(adv.clients))
+        return tuple(sorted(chosen_clients))
     if not adv.fraction:
         return ()
     count = max(1, round(adv.fraction * len(clients)))
@@ -127,7 +137,7 @@ def resolve_adversary(config: ExperimentConfig, plan: FederationPlan) -> Adversa
     if not adv.active:
         return None
     target = target_index(adv.target, plan.class_names)
-    subjects = adversary_subjects(config, plan.clients)
+    subjects = adversary_subjects(config, plan.clients, plan.owners)
     if adv.trigger == "stamp":
         missing = sorted(c for c in adv.stamp_channels if c >= plan.num_channels)
         if missing:

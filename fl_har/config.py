@@ -13,7 +13,10 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``acc+gyro``), ``window``, ``overlap``, ``normalization`` (``none`` / ``standardize`` /
   ``minmax_batch``), ``clients`` (``"all"`` or subject ids), ``server_subjects`` (held by the server:
   auxiliary windows for calibration-based attacks and standardisation statistics),
-  ``eval_subjects`` (held out for the server's per-round evaluation).
+  ``eval_subjects`` (held out for the server's per-round evaluation), ``client_unit``
+  (``subject``: one client per subject; ``recording``: one per continuous recording; ``session``:
+  one per ``session_minutes`` of recording; a unit's id is ``subject * 1000 + k``, held subjects
+  stay whole, and ``data.clients`` / ``adversary.clients`` name subjects, i.e. all their units).
 - ``[model]``: ``name``, ``init`` (``untrained`` or a checkpoint path from ``fl-har pretrain``),
   ``head_bias``.
 - ``[client]``: ``batch_size`` (N windows per round), ``local_steps`` (S; 1 = FedSGD),
@@ -88,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 from fl_har.data import NORMALIZATIONS, SAMPLERS, available_datasets
+from fl_har.data.units import CLIENT_UNITS
 from fl_har.models import MODELS
 
 # Choices that belong to the config itself; datasets, samplers, normalisations and models come
@@ -141,6 +145,9 @@ class DataConfig:
     eval_subjects: tuple[int, ...] = ()
     # Size of the generated dataset (dataset = "synthetic" only; for tests and demos).
     synthetic_subjects: int = 4
+    # One client per subject, per recording, or per session of session_minutes (fl_har.data.units).
+    client_unit: str = "subject"
+    session_minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -615,6 +622,17 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: data.overlap must be in [0, 1), got {data.overlap}")
     if data.synthetic_subjects < 1:
         raise ConfigError(f"{source}: data.synthetic_subjects must be >= 1")
+    _choice(data.client_unit, CLIENT_UNITS, f"{source}: data.client_unit")
+    if data.client_unit == "session" and not data.session_minutes > 0:
+        raise ConfigError(
+            f"{source}: data.client_unit = \"session\" needs data.session_minutes > 0 (the "
+            f"length of one client's session), got {data.session_minutes}"
+        )
+    if data.client_unit != "session" and data.session_minutes:
+        raise ConfigError(
+            f"{source}: data.session_minutes = {data.session_minutes} applies only to "
+            f"data.client_unit = \"session\" (it is {data.client_unit!r})"
+        )
     overlap = set(data.server_subjects) & set(data.eval_subjects)
     if overlap:
         raise ConfigError(

@@ -8,9 +8,10 @@ many participants and rounds but decodes the data once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch
 from fl_har.config import ConfigError, DataConfig, ExperimentConfig
 from fl_har.data import HARDataset, Normalizer, Windows, fit_normalizer, load_dataset, make_sampler
 from fl_har.data import subject_windows as _subject_windows
+from fl_har.data.errors import DataError
+from fl_har.data.units import ClientUnits, split_into_units
+from fl_har.data.windowing import stride_for
 from fl_har.ldp import LDPConfig
 from fl_har.models import HARModel, build_model
 from fl_har.seeding import Stream, derive_seed, stream_rng
@@ -29,17 +33,39 @@ BatchTransform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray
 
 def _dataset_key(data: DataConfig, seed: int) -> tuple:
     # The synthetic generator is seeded by the run seed so a run is one deterministic world.
-    return (data.dataset, data.root, data.channels, data.synthetic_subjects, seed)
+    # Held subjects stay whole when clients are recordings or sessions (fl_har.data.units).
+    whole = tuple(sorted({*data.server_subjects, *data.eval_subjects}))
+    return (data.dataset, data.root, data.channels, data.synthetic_subjects, seed,
+            data.client_unit, data.session_minutes, whole)
 
 
 @lru_cache(maxsize=4)
-def _load(key: tuple) -> HARDataset:
+def _load_subjects(key: tuple) -> HARDataset:
     dataset, root, channels, synthetic_subjects, seed = key
     if dataset == "hapt":
         return load_dataset("hapt", channels=channels)
     if dataset == "synthetic":
         return load_dataset("synthetic", num_subjects=synthetic_subjects, seed=seed)
     return load_dataset(dataset, root=root or None)
+
+
+@lru_cache(maxsize=4)
+def _units(key: tuple) -> ClientUnits:
+    *source, unit, minutes, whole = key
+    try:
+        return split_into_units(_load_subjects(tuple(source)), unit, keep_whole=whole,
+                                session_minutes=minutes)
+    except DataError as error:
+        raise ConfigError(f"data.client_unit = {unit!r}: {error}") from None
+
+
+def _load(key: tuple) -> HARDataset:
+    return _units(key).dataset
+
+
+def client_units(config: ExperimentConfig) -> ClientUnits:
+    """The run's clients as units of subjects (``data.client_unit``), with each unit's origin."""
+    return _units(_dataset_key(config.data, config.run.seed))
 
 
 def dataset_for(config: ExperimentConfig) -> HARDataset:
@@ -60,10 +86,12 @@ def windows_for(config: ExperimentConfig, subject: int) -> Windows:
 
 @dataclass(frozen=True)
 class FederationPlan:
-    """Who is a client, what the server holds, and how subjects map to simulation partitions.
+    """Who is a client, what the server holds, and how participants map to simulation partitions.
 
-    Partition ``i`` of the simulation is ``subjects[i]``, the ``i``-th subject of the dataset, so
-    one simulation serves experiments with any subset of subjects as clients.
+    Partition ``i`` of the simulation is ``subjects[i]``, the ``i``-th participant of the dataset
+    (a subject, or a unit of one when ``data.client_unit`` is ``recording`` or ``session``), so
+    one simulation serves experiments with any subset of subjects as clients. ``owners`` maps each
+    unit to its subject (empty when every client is a whole subject).
     """
 
     subjects: tuple[int, ...]
@@ -73,17 +101,28 @@ class FederationPlan:
     num_classes: int
     num_channels: int
     class_names: tuple[str, ...]
+    owners: Mapping[int, int] = field(default_factory=dict, compare=False)
 
     def partition(self, subject: int) -> int:
         """The simulation partition id that serves ``subject``."""
         return self.subjects.index(subject)
 
+    def owner(self, client: int) -> int:
+        """The subject whose data a client holds (itself unless clients are units)."""
+        return self.owners.get(client, client)
+
 
 def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None) -> FederationPlan:
-    """Resolve ``data.clients = "all"`` and check every subject id exists in the dataset."""
-    dataset = dataset if dataset is not None else dataset_for(config)
+    """Resolve ``data.clients = "all"`` (or subject ids) into the run's clients (subjects, or their
+    units, see ``data.client_unit``) and check every subject id exists in the dataset."""
     data = config.data
-    known = set(dataset.subjects)
+    units = client_units(config) if data.client_unit != "subject" else None
+    if units is not None:
+        dataset = units.dataset
+        known = {info.subject for info in units.origin.values()}
+    else:
+        dataset = dataset if dataset is not None else dataset_for(config)
+        known = set(dataset.subjects)
     for field_name in ("server_subjects", "eval_subjects"):
         missing = sorted(set(getattr(data, field_name)) - known)
         if missing:
@@ -93,7 +132,7 @@ def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None)
             )
     if data.clients == "all":
         held = set(data.server_subjects) | set(data.eval_subjects)
-        clients = tuple(s for s in dataset.subjects if s not in held)
+        subjects = tuple(s for s in sorted(known) if s not in held)
     else:
         missing = sorted(set(data.clients) - known)
         if missing:
@@ -101,7 +140,13 @@ def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None)
                 f"data.clients: subjects {missing} are not in dataset {dataset.name!r} "
                 f"(subjects: {min(known)}..{max(known)})"
             )
-        clients = tuple(data.clients)
+        subjects = tuple(data.clients)
+    if units is not None:
+        clients = units.units_of(subjects)
+        owners = MappingProxyType({u: info.subject for u, info in units.origin.items()
+                                   if info.recording != -1})
+    else:
+        clients, owners = subjects, MappingProxyType({})
     if not clients:
         raise ConfigError("data.clients: no subject is left to be a client")
     return FederationPlan(
@@ -112,7 +157,49 @@ def federation_plan(config: ExperimentConfig, dataset: HARDataset | None = None)
         num_classes=dataset.num_classes,
         num_channels=dataset.num_channels,
         class_names=tuple(dataset.class_names),
+        owners=owners,
     )
+
+
+def check_client_windows(config: ExperimentConfig, plan: FederationPlan) -> None:
+    """A :class:`ConfigError` naming the first client with fewer windows than one batch of
+    ``client.batch_size`` (checked before the simulation starts; short sessions are the usual
+    cause)."""
+    batch = config.client.batch_size
+    for row in participant_rows(config, plan):
+        if row["role"] == "client" and row["windows"] < batch:
+            unit = config.data.client_unit
+            hint = ("choose longer data.session_minutes or a smaller client.batch_size"
+                    if unit == "session" else "choose a smaller client.batch_size")
+            raise ConfigError(
+                f"data: client {row['participant']} (subject {row['subject']}"
+                f"{'' if unit == 'subject' else f', {unit}'}) has {row['windows']} windows, "
+                f"fewer than one batch of client.batch_size = {batch}: {hint}"
+            )
+
+
+def participant_rows(config: ExperimentConfig, plan: FederationPlan) -> list[dict]:
+    """One row per participant id of the run: its ``role`` (client / server / eval / unused), its
+    ``subject``, and for units its ``recording`` index and time span in seconds; ``windows`` it
+    holds. The run store writes them to ``participants.csv``."""
+    units = client_units(config)
+    rate = units.dataset.sampling_rate
+    stride = stride_for(config.data.window, config.data.overlap)
+    clients = set(plan.clients)
+    rows = []
+    for participant in plan.subjects:
+        info = units.origin[participant]
+        role = ("client" if participant in clients else "server"
+                if info.subject in plan.server_subjects else "eval"
+                if info.subject in plan.eval_subjects else "unused")
+        windows = sum(max(0, (rec.num_samples - config.data.window) // stride + 1)
+                      for rec in units.dataset.recordings[participant])
+        rows.append({
+            "participant": participant, "role": role, "subject": info.subject,
+            "recording": info.recording, "start_s": info.start / rate,
+            "end_s": info.stop / rate, "windows": windows,
+        })
+    return rows
 
 
 @lru_cache(maxsize=8)

@@ -181,7 +181,12 @@ def check_inputs(config: ExperimentConfig):
     """Everything a run needs from disk, checked before Ray starts and before the run directory
     is created: the dataset's files, the held subjects and the initial model (a checkpoint of
     model.init must exist and fit the data). Returns the federation plan."""
-    from fl_har.federation import dataset_for, federation_plan, initial_model
+    from fl_har.federation import (
+        check_client_windows,
+        dataset_for,
+        federation_plan,
+        initial_model,
+    )
 
     if config.model.init != "untrained" and not Path(config.model.init).is_file():
         from fl_har.config import ConfigError
@@ -191,6 +196,7 @@ def check_inputs(config: ExperimentConfig):
             "fl-har pretrain --out FILE, or use model.init = \"untrained\")"
         )
     plan = federation_plan(config, dataset_for(config))
+    check_client_windows(config, plan)
     initial_model(config, plan)
     return plan
 def _defences(config: ExperimentConfig) -> str:

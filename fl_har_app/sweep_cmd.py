@@ -139,13 +139,16 @@ def _check_inputs(runs: list[SweepRun]) -> None:
     """Before anything is written or started: every dataset loads and every checkpoint named in
     model.init exists (those of 'pretrained' cells are made by the sweep itself)."""
     from fl_har.config import ConfigError
-    from fl_har.federation import dataset_for
+    from fl_har.federation import check_client_windows, dataset_for, federation_plan
 
     for run in runs:
         init = run.config.model.init
         if run.pretrain_key is None and init != "untrained" and not Path(init).is_file():
             raise ConfigError(f"{run.run_id}: model.init checkpoint {init} does not exist")
-        dataset_for(run.config)
+        try:
+            check_client_windows(run.config, federation_plan(run.config, dataset_for(run.config)))
+        except ConfigError as error:
+            raise ConfigError(f"{run.run_id}: {error}") from None
 
 
 def sweep(args: argparse.Namespace) -> int:

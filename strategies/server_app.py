@@ -33,6 +33,7 @@ from fl_har.federation import (
     federation_plan,
     initial_model,
     normalizer_for,
+    participant_rows,
     windows_for,
 )
 from fl_har.results import RunStore
@@ -210,6 +211,7 @@ def run_server(
         store.describe_attacks({name: _attack_metadata(name) for name in config.attacks.names})
         dataset = dataset_for(config)
         plan = federation_plan(config, dataset)
+        store.describe_participants(participant_rows(config, plan))
         config, plan, roster = client_roster(grid, config, plan)
         adversary = resolve_adversary(config, plan)
         backdoor = None

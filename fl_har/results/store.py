@@ -37,6 +37,7 @@ from fl_har.results.layout import (
     FINAL_STATUSES,
     META_FILE,
     META_FORMAT,
+    PARTICIPANTS_CSV,
     PREVIOUS_CHECKPOINT_FILE,
     ROUNDS_CSV,
     ROUNDS_FILE,
@@ -318,6 +319,12 @@ class RunStore:
         meta = {**self._meta, "attacks": described}
         self._write_meta(meta)
         self._meta = meta
+
+    def describe_participants(self, participants: list[Mapping[str, Any]]) -> None:
+        """Write ``participants.csv``: who each participant id of the run is (its subject and,
+        for clients that are recordings or sessions, which part of which recording)."""
+        write_bytes_atomic(self._run_dir / PARTICIPANTS_CSV,
+                           pd.DataFrame(participants).to_csv(index=False).encode())
 
     def finish(self, status: str, message: str = "") -> None:
         """Mark the run ``finished`` or ``failed`` (with a message) and refresh ``summary.md``."""
