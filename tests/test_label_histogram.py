@@ -277,29 +277,44 @@ def test_a_resumed_detector_rebuilds_the_histories_without_flagged_rounds():
 # ----------------------------------------------------------------------------------------------
 
 
-def small_run(tmp_path, mode):
+def run_config(mode, rounds=3):
+    return load_config(None, [
+        "data.dataset=synthetic", "data.synthetic_subjects=6", "data.clients=1-5",
+        "data.eval_subjects=6", "run.regime=train", f"run.rounds={rounds}",
+        "client.batch_size=20", "client.lr=0.2", "client.local_epochs=1", "attacks.names=llbg",
+        "adversary.clients=1", "adversary.target=3", "adversary.poison_rate=0.4",
+        "adversary.rounds=2-3", f"adversary.mode={mode}",
+        *(["adversary.norm_bound=0.05"] if mode == "constrain" else []),
+        "server.detector=label_histogram", "server.detector_exclude=true",
+    ])
+
+
+def run_in_process(config, store):
     from clients.har_client import app as client_app
-    from fl_har.results import RunStore
     from strategies.local_grid import LocalGrid
     from strategies.server_app import run_server
 
-    config = load_config(None, [
-        "data.dataset=synthetic", "data.synthetic_subjects=6", "data.clients=1-5",
-        "data.eval_subjects=6", "run.regime=train", "run.rounds=3", "client.batch_size=20",
-        "client.lr=0.2", "client.local_epochs=1", "attacks.names=llbg", "adversary.clients=1",
-        "adversary.target=3", "adversary.poison_rate=0.4", "adversary.rounds=2-3",
-        f"adversary.mode={mode}", *(["adversary.norm_bound=0.05"] if mode == "constrain" else []),
-        "server.detector=label_histogram", "server.detector_exclude=true",
-    ])
-    store = RunStore.create(tmp_path / mode, config.to_dict(), seed=config.run.seed)
     assert run_server(LocalGrid(client_app, 6, seed=7), config, store) == "finished"
-    table = pd.read_parquet(tmp_path / mode / "updates.parquet")
+    return pd.read_parquet(store.run_dir / "updates.parquet")
+
+
+def small_run(run_dir, mode):
+    from fl_har.results import RunStore
+
+    config = run_config(mode)
+    table = run_in_process(config, RunStore.create(run_dir, config.to_dict(),
+                                                   seed=config.run.seed))
     assert len(table) == 3 * 5 and table[SCORE_COLUMN].notna().all()
     return table, table[FLAGGED_COLUMN].astype(bool), table["malicious"].astype(bool)
 
 
-def test_a_run_records_scores_flags_and_exclusions_next_to_the_malicious_truth(tmp_path):
-    table, flagged, malicious = small_run(tmp_path, "poison")
+@pytest.fixture(scope="module")
+def poison_run(tmp_path_factory):
+    return small_run(tmp_path_factory.mktemp("poison") / "run", "poison")
+
+
+def test_a_run_records_scores_flags_and_exclusions_next_to_the_malicious_truth(poison_run):
+    table, flagged, malicious = poison_run
     # measured on this seed: the attacker (subject 1) scores 0.22 and 0.17 in its two attack
     # rounds, every honest update below 0.07
     assert (flagged == malicious).all() and malicious.sum() == 2
@@ -313,8 +328,22 @@ def test_a_run_records_scores_flags_and_exclusions_next_to_the_malicious_truth(t
 def test_where_it_fails_a_norm_constrained_attacker_is_missed(tmp_path):
     """The same attacker projecting its update into an L2 ball of 0.05 (about 1/18 of its raw
     norm): LLBG reads the shrunken gradient as a histogram close to everyone's."""
-    table, flagged, malicious = small_run(tmp_path, "constrain")
+    table, flagged, malicious = small_run(tmp_path / "run", "constrain")
     assert malicious.sum() == 2 and not flagged[malicious].any()
     # measured: 0.086 and 0.044 (still the highest of their rounds), against 0.22 and 0.17 when
     # it only poisons
     assert table.loc[malicious, SCORE_COLUMN].max() < 0.1
+
+
+def test_a_resumed_run_scores_as_the_uninterrupted_one(tmp_path, poison_run):
+    """Two rounds, then resumed for the third: the detector's history of the attacker (round 1
+    only: round 2 was flagged) is rebuilt from the run's tables, so round 3 is scored alike."""
+    from fl_har.results import RunStore
+
+    first = run_config("poison", rounds=2)
+    run_in_process(first, RunStore.create(tmp_path / "run", first.to_dict(), seed=0))
+    config = run_config("poison")
+    resumed = run_in_process(config, RunStore.resume(tmp_path / "run", config.to_dict()))
+    expected = poison_run[0]
+    np.testing.assert_allclose(resumed[SCORE_COLUMN], expected[SCORE_COLUMN])
+    assert (resumed[FLAGGED_COLUMN] == expected[FLAGGED_COLUMN]).all()
