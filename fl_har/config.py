@@ -66,7 +66,14 @@ main job). ``fl-har config show`` prints the defaults with their documentation.
   ``dp_delta`` (delta of the per-round ``central_epsilon`` in ``rounds.parquet``; train regime
   only); ``secure_aggregation`` (an honest, simulated secure sum: the curious server attacks
   only each round's FedAvg-weighted cohort aggregate, never an individual update; needs
-  ``aggregator = "fedavg"`` and no ``central_fixed_server``, which both read single updates).
+  ``aggregator = "fedavg"`` and no ``central_fixed_server``, which both read single updates);
+  ``detector`` (``none`` / ``label_histogram``: the curious server's reconstructed label
+  histograms scored as a poisoning detector, :mod:`attacks.label_histogram`) with
+  ``detector_threshold`` (a client is flagged when its score, an excess share in [-1, 1],
+  exceeds it; in (0, 1)), ``detector_attack`` (whose reconstructions: one of ``attacks.names``,
+  or ``auto`` = the first of ilrg, llbg, rlu, llbg_trained among them, else the first name) and
+  ``detector_exclude`` (leave flagged clients' updates out of the aggregation, whatever
+  ``aggregator`` is; not with ``dp``). Scores and flags are recorded in ``updates.parquet``.
 - ``[attacks]``: ``names`` and attack options (every other key; the attack registry defines
   them, ``fl-har attacks`` lists them).
 - ``[simulation]``: ``cpus_per_client``, ``timeout``.
@@ -107,6 +114,10 @@ CENTRAL_DP = ("none", "central_fixed_server", "central_fixed_client")
 PAPER_ATTACKS = ("llg", "llg_star", "ebi", "llbg", "ilrg")
 AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "clip", "flame",
                "fltrust")
+DETECTORS = ("none", "label_histogram")
+# server.detector_attack = "auto": the first of these in attacks.names (the attacks that recover
+# the most labels in this project's measurements), else the first attack of attacks.names.
+DETECTOR_ATTACK_PREFERENCE = ("ilrg", "llbg", "rlu", "llbg_trained")
 
 
 class ConfigError(ValueError):
@@ -211,6 +222,18 @@ class ServerConfig:
     dp_delta: float = 1e-5
     # Simulated secure aggregation: the curious server sees only each round's cohort aggregate.
     secure_aggregation: bool = False
+    # Poisoning detector on the curious server's reconstructed label histograms (see validate).
+    detector: str = "none"
+    detector_threshold: float = 0.1
+    detector_attack: str = "auto"
+    detector_exclude: bool = False
+
+    def detector_attack_in(self, names: tuple[str, ...]) -> str:
+        """The attack whose reconstructions the detector scores (``detector_attack``, with
+        ``"auto"`` resolved among the run's ``attacks.names``)."""
+        if self.detector_attack != "auto":
+            return self.detector_attack
+        return next((name for name in DETECTOR_ATTACK_PREFERENCE if name in names), names[0])
 
 
 @dataclass(frozen=True)
@@ -697,6 +720,7 @@ def validate(config: ExperimentConfig, *, source: str = "config") -> None:
         )
     _validate_faults(config, source)
     _validate_aggregator(config, source)
+    _validate_detector(config, source)
     if config.server.secure_aggregation and client.local_epochs:
         raise ConfigError(
             f"{source}: server.secure_aggregation needs every client to take the same number of "
@@ -852,6 +876,36 @@ def _validate_aggregator(config: ExperimentConfig, source: str) -> None:
         )
     if config.data.clients != "all":
         check_aggregator_cohort(config, len(config.data.clients), source=source)
+
+
+def _validate_detector(config: ExperimentConfig, source: str) -> None:
+    """``server.detector`` and its keys (the label-histogram poisoning detector)."""
+    server, where = config.server, f"{source}: server"
+    _choice(server.detector, DETECTORS, f"{where}.detector")
+    if server.detector == "none":
+        defaults = ServerConfig()
+        changed = [k for k in ("detector_threshold", "detector_attack", "detector_exclude")
+                   if getattr(server, k) != getattr(defaults, k)]
+        if changed:
+            raise ConfigError(f"{where}.{', server.'.join(changed)} apply only with "
+                              "server.detector = \"label_histogram\"")
+        return
+    if not 0.0 < server.detector_threshold < 1.0:
+        raise ConfigError(f"{where}.detector_threshold must be in (0, 1) (the excess share of a "
+                          f"class that flags a client), got {server.detector_threshold}")
+    names = config.attacks.names
+    if server.detector_attack != "auto" and server.detector_attack not in names:
+        raise ConfigError(f"{where}.detector_attack = {server.detector_attack!r} is not among "
+                          f"attacks.names ({', '.join(names)}): the detector scores the "
+                          "reconstructions of an attack the curious server runs (or \"auto\")")
+    if server.secure_aggregation:
+        raise ConfigError(f"{where}.detector = {server.detector!r} scores each client's "
+                          "reconstructed histogram; server.secure_aggregation hides the individual "
+                          "updates")
+    if server.detector_exclude and server.dp != "none":
+        raise ConfigError(f"{where}.detector_exclude leaves flagged updates out of the average, "
+                          f"which server.dp = {server.dp!r} is calibrated on (a fixed cohort); "
+                          "the recorded central_epsilon would be wrong")
 
 
 def check_aggregator_cohort(

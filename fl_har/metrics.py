@@ -17,6 +17,10 @@ Per client, over all its attacked updates u:
 - :func:`sorted_pairing_confusion`: the paper's confusion matrices, which pair each update's
   sorted true labels with its sorted predicted labels position by position.
 
+Backdoor measurements (:func:`attack_success_rate`, trigger statistics) and a poisoning
+detector's rates (:func:`detection_rates`, :func:`detection_rates_by_round`: TPR, FPR, AUROC of
+scores and flags against the malicious ground truth) follow the leakage metrics.
+
 Every metric is listed once in :data:`PER_UPDATE` / :data:`PER_CLIENT` (:class:`Metric`: column
 name, display label, description); results tables, summaries and figures take names and labels
 from there. Invalid input raises :class:`MetricInputError` naming the argument and what was
@@ -422,6 +426,66 @@ def auroc(labels: object, scores: object) -> float:
     ranks = (rank_sums / counts)[inverse]  # ties share their average rank
     u = ranks[truth].sum() - positives * (positives + 1) / 2
     return float(u / (positives * negatives))
+
+
+@dataclass(frozen=True)
+class DetectionRates:
+    """How a poisoning detector did on a set of updates (e.g. one round's).
+
+    ``positives`` / ``negatives``: malicious / honest updates; ``tpr``: share of the malicious
+    ones flagged; ``fpr``: share of the honest ones flagged (NaN without malicious / honest
+    updates); ``auroc``: :func:`auroc` of the scores against the truth (NaN unless both kinds
+    are present).
+    """
+
+    positives: int
+    negatives: int
+    tpr: float
+    fpr: float
+    auroc: float
+
+
+def detection_rates(malicious: object, scores: object, flagged: object) -> DetectionRates:
+    """TPR, FPR and AUROC of a detector on one set of updates.
+
+    Args:
+        malicious: [n] ground truth, 1 / True for a malicious update (evaluation only: the
+            detector never sees it).
+        scores: [n] the detector's scores (higher = more suspicious). NaN = the detector could
+            not score the update: it counts as not flagged and ranks below every scored update
+            (ties among themselves) in the AUROC.
+        flagged: [n] the detector's decisions.
+    """
+    truth = np.asarray(malicious).astype(bool)
+    values = np.asarray(scores, dtype=np.float64)
+    decided = np.asarray(flagged).astype(bool)
+    if truth.ndim != 1 or values.shape != truth.shape or decided.shape != truth.shape:
+        raise MetricInputError(
+            f"malicious, scores and flagged: expected 1-D arrays of equal length, got shapes "
+            f"{truth.shape}, {values.shape} and {decided.shape}"
+        )
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    tpr = float(decided[truth].mean()) if positives else float("nan")
+    fpr = float(decided[~truth].mean()) if negatives else float("nan")
+    area = float("nan")
+    if positives and negatives:
+        area = auroc(truth, np.where(np.isnan(values), -np.inf, values))
+    return DetectionRates(positives, negatives, tpr, fpr, area)
+
+
+def detection_rates_by_round(
+    rounds: object, malicious: object, scores: object, flagged: object
+) -> dict[int, DetectionRates]:
+    """:func:`detection_rates` per round (``rounds``: [n] round of each update), in round order."""
+    index = np.asarray(rounds)
+    truth, values, decided = np.asarray(malicious), np.asarray(scores), np.asarray(flagged)
+    if index.ndim != 1 or not index.shape == truth.shape == values.shape == decided.shape:
+        raise MetricInputError(
+            f"rounds, malicious, scores and flagged: expected 1-D arrays of equal length, got "
+            f"shapes {index.shape}, {truth.shape}, {values.shape} and {decided.shape}"
+        )
+    return {int(r): detection_rates(truth[index == r], values[index == r], decided[index == r])
+            for r in np.unique(index)}
 
 
 def detector_auroc(

@@ -73,7 +73,10 @@ class CuriousStrategy(Strategy):
     the attacks ever see it), hands the returned weights, with the weights sent that round, to the
     ``observer`` (label-reconstruction attacks, then scoring against the truth), and records the
     reply or its failure, and, when the wrapped strategy is one of :mod:`strategies.robust`, what
-    it decided for each update (selected / excluded / clipped, with its score). Replies are
+    it decided for each update (selected / excluded / clipped, with its score). A detector
+    wrapped directly inside (:class:`strategies.detection.LabelHistogramDefence`) is handed the
+    attacks' reconstructed counts of every reply before it aggregates, and its scores and flags
+    are recorded too. Replies are
     processed and aggregated in partition order, whatever order
     they arrive in, so runs are reproducible. Composed like Flower's own
     ``DifferentialPrivacyServerSideFixedClipping(strategy, ...)``: ``CuriousStrategy(FedAvg())``,
@@ -206,7 +209,8 @@ class CuriousStrategy(Strategy):
                 self.recorder.record_reply(server_round, slot, reply, [])
             self._observe_aggregate(server_round, decoded)
         else:
-            for slot, reply, truth in decoded:
+            reconstructions: dict[int, dict[str, list[int]]] = {}
+            for (slot, reply, truth), (_, msg) in zip(decoded, valid, strict=True):
                 rows = []
                 if truth is not None:
                     rows = self.observer.observe(
@@ -214,6 +218,13 @@ class CuriousStrategy(Strategy):
                         truth.label_counts,
                     )
                 self.recorder.record_reply(server_round, slot, reply, rows)
+                # what the attacks predicted (never the truth the rows are scored against)
+                reconstructions[msg.metadata.src_node_id] = {
+                    row["attack"]: row["pred_counts"] for row in rows}
+            # A detector on the reconstructions (strategies.detection) scores them now.
+            observe_reconstructions = getattr(self.strategy, "observe_reconstructions", None)
+            if observe_reconstructions is not None:
+                observe_reconstructions(server_round, reconstructions)
         if self.measure_updates:
             measured = [(slot.partition, reply.state, truth) for slot, reply, truth in decoded]
             self.recorder.annotate_updates(server_round, update_statistics(sent, measured))
@@ -226,6 +237,13 @@ class CuriousStrategy(Strategy):
                 slot.partition: (d.status, d.score)
                 for slot, msg in valid
                 if (d := by_node.get(msg.metadata.src_node_id)) is not None
+            })
+        take_detections = getattr(self.strategy, "take_detections", None)
+        if take_detections is not None:
+            by_node = take_detections(server_round)
+            self.recorder.annotate_updates(server_round, {
+                slot.partition: by_node[msg.metadata.src_node_id]
+                for slot, msg in valid if msg.metadata.src_node_id in by_node
             })
         if self.frozen:
             arrays = ArrayRecord(sent)

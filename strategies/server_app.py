@@ -43,6 +43,12 @@ from strategies.aggregators import build_aggregator
 from strategies.backdoor import BackdoorProbe
 from strategies.central_dp import central_epsilon, wrap_central_dp
 from strategies.curious import CuriousStrategy
+from strategies.detection import (
+    FLAGGED_COLUMN,
+    LabelHistogramDefence,
+    rebuild_histories,
+    wrap_detector,
+)
 from strategies.leakage import LeakageObserver
 from strategies.recorder import RoundRecorder
 from strategies.robust.root import server_root_update
@@ -233,8 +239,11 @@ def run_server(
             root_update_fn=(server_root_update(config, plan, round_offset=done)
                             if config.server.aggregator == "fltrust" else None),
         )
+        inner = wrap_detector(wrap_central_dp(aggregator, config, size, recorder.run_round), config)
+        if done and isinstance(inner, LabelHistogramDefence):
+            _resume_detector(inner, store, roster)
         strategy = CuriousStrategy(
-            wrap_central_dp(aggregator, config, size, recorder.run_round),
+            inner,
             roster=roster,
             observer=LeakageObserver(config, make_context_factory(config, plan)),
             recorder=recorder,
@@ -262,6 +271,20 @@ def run_server(
         if stop is None or not stop.requested:  # a stop request has already closed the store
             store.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _resume_detector(defence: LabelHistogramDefence, store: RunStore, roster) -> None:
+    """A resumed run's detector starts with the histories of the finished rounds (the
+    histograms its attack reconstructed, without the rounds it flagged)."""
+    updates = store.update_table()
+    flagged = []
+    if FLAGGED_COLUMN in updates:
+        marked = updates[updates[FLAGGED_COLUMN].eq(True)]
+        flagged = list(zip(marked["round"], marked["partition"], strict=True))
+    remembered = rebuild_histories(defence, store.attack_table().to_dict("records"), flagged,
+                                   {slot.partition: slot.node_id for slot in roster})
+    logger.info("fl-har: label_histogram detector resumed with %d earlier histograms",
+                remembered)
 
 
 def _committing(stop: StopSignal | None):

@@ -7,8 +7,10 @@ One run per aggregation rule and attacker setting (the sweeps' cells, e.g. ``cle
 ``fedavg``, ``median``), labelled by rule, poisoning rate and stamp amplitude. For each:
 the attack success rate (ASR, with and without NULL sources) and the clean accuracy / macro-F1 on
 the held-out people in the last round and averaged over the attack rounds, the price for the
-honest participants (macro-F1 against the attack-free run) and what the rule did with the
-attacker's updates (``decision`` in updates.parquet). All numbers come from the run directories.
+honest participants (macro-F1 against the attack-free run), what the rule did with the
+attacker's updates (``decision`` in updates.parquet) and, for cells with the label_histogram
+detector, its TPR / FPR / AUROC (over the run and per round). All numbers come from the run
+directories.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fl_har.config import parse_subjects
+from fl_har.metrics import detection_rates, detection_rates_by_round
 from fl_har.results.readers import load_run
+
+# The label_histogram detector's columns in updates.parquet (strategies.detection).
+SCORE, FLAGGED = "detector_score", "detector_flagged"
 
 
 def attack_rounds(config: dict) -> set[int] | None:
@@ -47,16 +53,41 @@ def label(run_dir: Path, config: dict) -> str:
             f"{float(adversary['stamp_amplitude']):g} std)")
 
 
-def summarise(run_dir: Path) -> dict:
+def detector_columns(updates: pd.DataFrame) -> tuple[dict, pd.DataFrame | None]:
+    """The detector's TPR / FPR / AUROC over all the run's updates, and per round (None
+    without a detector or without the malicious truth)."""
+    empty = {"detector_tpr": float("nan"), "detector_fpr": float("nan"),
+             "detector_auroc": float("nan")}
+    if SCORE not in updates or "malicious" not in updates:
+        return empty, None
+    scored = updates[updates["status"] == "ok"]
+    truth = scored["malicious"].eq(True) | scored["malicious"].eq(1)
+    flagged = scored[FLAGGED].eq(True) | scored[FLAGGED].eq(1)
+    scores = scored[SCORE].astype(float)
+    pooled = detection_rates(truth, scores, flagged)
+    per_round = pd.DataFrame([
+        {"round": r, "malicious": d.positives, "honest": d.negatives, "tpr": d.tpr,
+         "fpr": d.fpr, "auroc": d.auroc}
+        for r, d in detection_rates_by_round(scored["round"], truth, scores, flagged).items()
+    ])
+    return ({"detector_tpr": pooled.tpr, "detector_fpr": pooled.fpr,
+             "detector_auroc": pooled.auroc}, per_round)
+
+
+def summarise(run_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     run = load_run(run_dir)
     rounds = run.rounds.sort_values("round")
     attacked = attack_rounds(run.config)
     last = rounds.iloc[-1]
     window = rounds if attacked is None else rounds[rounds["round"].isin(attacked or [])]
     updates = run.updates
+    server = run.config.get("server", {})
+    detector = server.get("detector", "none")
     row = {
         "rule": label(run_dir, run.config),
-        "aggregator": run.config.get("server", {}).get("aggregator", "fedavg"),
+        "aggregator": server.get("aggregator", "fedavg"),
+        "detector": "" if detector == "none" else
+        f"{detector} ({'exclude' if server.get('detector_exclude') else 'watch'})",
         "rounds": int(last["round"]),
         "final_accuracy": float(last["eval_accuracy"]),
         "final_macro_f1": float(last["eval_macro_f1"]),
@@ -76,12 +107,14 @@ def summarise(run_dir: Path) -> dict:
         benign = updates[~updates["malicious"].fillna(0).astype(bool)] if "malicious" in updates \
             else updates
         row["benign_excluded_share"] = float((benign["decision"] == "excluded").mean())
-    return row, rounds
+    rates, per_round = detector_columns(updates)
+    row.update(rates)
+    return row, rounds, per_round
 
 
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub table of ``table`` (index first), numbers to 3 decimals."""
-    counts = {"rounds", "malicious_updates", "malicious_selected"}
+    counts = {"rounds", "malicious_updates", "malicious_selected", "malicious", "honest"}
 
     def cell(column: str, value) -> str:
         if isinstance(value, float):
@@ -127,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dirs = [p.parent for sweep in args.sweeps for p in sorted(sweep.rglob("meta.json"))]
     if not run_dirs:
         parser.error(f"{' '.join(map(str, args.sweeps))}: no run directories (meta.json) found")
-    rows, series = [], {}
+    rows, series, detectors = [], {}, {}
     for run_dir in run_dirs:
-        row, rounds = summarise(run_dir)
+        row, rounds, per_round = summarise(run_dir)
         rows.append(row)
         series[row["rule"]] = rounds
+        if per_round is not None:
+            detectors[row["rule"]] = per_round
     table = pd.DataFrame(rows).set_index("rule")
     if "clean" in table.index:  # the price for the honest participants (attack-free FedAvg)
         table["f1_cost_vs_clean"] = table.loc["clean", "final_macro_f1"] - table["final_macro_f1"]
@@ -156,8 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         "counts the attacker's updates (it attacks only when sampled); `malicious_selected` how "
         "many of them the rule used (not excluded); `benign_excluded_share` the share of honest "
          "updates it left out; `f1_cost_vs_clean` is the macro-F1 the rule "
-        "costs against the attack-free FedAvg run."),
+        "costs against the attack-free FedAvg run. `detector_*`: the label_histogram "
+        "detector's true-positive rate (malicious updates flagged), false-positive rate (honest "
+        "updates flagged) and AUROC of its scores, over all the run's updates "
+        "(fl_har.metrics.detection_rates)."),
     ]
+    for name, per_round in detectors.items():
+        lines += ["", f"### label_histogram detector per round: {name}", "",
+                  markdown(per_round.set_index("round").astype(float)), "",
+                  ("TPR and AUROC are empty in rounds without a malicious update (the attacker "
+                   "attacks only when sampled and in its attack rounds).")]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(table.round(3).to_string())
     print(f"wrote {args.out}, {args.out.with_suffix('.csv')} and {figure_path}")
