@@ -47,7 +47,7 @@ SIMULATION_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024 * 1024),
     # glibc: at most 2 malloc arenas per process instead of 8 per core. Ray's gRPC and torch
     # threads otherwise each grow their own arena; measured on the 30-client default: the
-    # driver's private memory -130 MB, each worker -15 MB (benchmarks/RESULTS.md, scale.py).
+    # driver's private memory about -110 MB, each worker -15 MB (benchmarks/RESULTS.md).
     "MALLOC_ARENA_MAX": "2",
     # Ray: no usage stats, no dashboard, quiet deduplicated logs.
     "RAY_USAGE_STATS_ENABLED": "0",
