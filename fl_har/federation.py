@@ -52,9 +52,9 @@ def _load_subjects(key: tuple) -> HARDataset:
 @lru_cache(maxsize=4)
 def _units(key: tuple) -> ClientUnits:
     *source, unit, minutes, whole = key
+    dataset = _load_subjects(tuple(source))  # its own errors name the data, not the unit
     try:
-        return split_into_units(_load_subjects(tuple(source)), unit, keep_whole=whole,
-                                session_minutes=minutes)
+        return split_into_units(dataset, unit, keep_whole=whole, session_minutes=minutes)
     except DataError as error:
         raise ConfigError(f"data.client_unit = {unit!r}: {error}") from None
 
