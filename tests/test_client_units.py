@@ -4,6 +4,7 @@ the subjects, built from views of the same data."""
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_data import ramp_recording, tiny_dataset
 
 from clients.har_client import app as client_app
 from fl_har.adversary import adversary_subjects
@@ -20,7 +21,6 @@ from fl_har.federation import (
 from fl_har.results import RunStore
 from strategies.local_grid import LocalGrid
 from strategies.server_app import run_server
-from tests.fixtures_data import ramp_recording, tiny_dataset
 
 
 def two_subjects():
