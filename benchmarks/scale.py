@@ -18,7 +18,10 @@ Two sweeps:
 
 The steady-state round time is the median of ``round_seconds`` over rounds 2..R (round 1 includes
 the workers' start-up). ``--breakdown`` prints, for the 30-subject default, the peak PSS per kind of
-process. Usage: ``python benchmarks/scale.py [--rounds 4] [--quick] [--breakdown]``.
+process. Last, the same largest-population point with Flower's own message delivery
+(``FL_HAR_FLOWER_DELIVERY=1``) and with fl-har's single pass (``fl_har_app/simulation_patch.py``),
+wall time included (it contains the start-up query of every node). Usage:
+``python benchmarks/scale.py [--rounds 4] [--quick] [--breakdown] [--delivery-only]``.
 """
 
 from __future__ import annotations
@@ -130,14 +133,16 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def run_point(out: Path, name: str, overrides: list[str], rounds: int) -> dict:
-    """One ``fl-har run``; its steady round time and the tree's peak memory."""
+def run_point(out: Path, name: str, overrides: list[str], rounds: int,
+              env: dict[str, str] | None = None) -> dict:
+    """One ``fl-har run``; its wall time, steady round time and the tree's peak memory."""
     command = [sys.executable, "-m", "fl_har_app", "run", "--out", str(out),
                "--set", f"run.name='{name}'", "--set", f"run.rounds={rounds}"]
     for item in [*BASE, *overrides]:
         command += ["--set", item]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
     sampler = TreeSampler(process.pid)
     sampler.start()
     _, stderr = process.communicate()
@@ -168,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="K = 10, 30 and P = 30, 189 only")
+    parser.add_argument("--delivery-only", action="store_true",
+                        help="only compare Flower's message delivery with the single pass")
     parser.add_argument("--breakdown", action="store_true",
                         help="peak PSS per kind of process of the 30-subject default")
     args = parser.parse_args()
@@ -179,6 +186,9 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; round = median of rounds 2..{args.rounds}")
     with tempfile.TemporaryDirectory(prefix="fl-har-scale-") as tmp:
         out = Path(tmp)
+        if args.delivery_only:
+            delivery(out, args.rounds)
+            return
         if args.breakdown:
             point = run_point(out, "default", ["client.batch_size=100"], args.rounds)
             print(f"\nthe 30-client default (N=100): peak PSS {point['peak_pss_mb']:.0f} MB, "
@@ -194,17 +204,35 @@ def main() -> None:
             print(f"{k:>5} {p['population']:>10} {p['round_s']:>8.2f} {p['round_s'] / k:>9.3f} "
                   f"{p['first_round_s']:>9.2f} {p['peak_pss_mb']:>11.0f} {p['peak_rss_mb']:>11.0f} "
                   f"{p['processes']:>5}")
-        print("\npopulation, K = 30 sampled per round")
+        print("\npopulation, K = 30 sampled per round (wall: the whole run, start-up included)")
         print(f"{'population':>10} {'clients are':<16} {'round s':>8} {'round 1 s':>9} "
-              f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'procs':>5}")
+              f"{'wall s':>7} {'peak PSS MB':>11} {'peak RSS MB':>11} {'procs':>5}")
         for minutes, label in populations:
             overrides = ["run.clients_per_round=30"]
             if minutes is not None:
                 overrides += _population(minutes)
             p = run_point(out, f"p{label.split()[0]}", overrides, args.rounds)
             print(f"{p['population']:>10} {label:<16} {p['round_s']:>8.2f} "
-                  f"{p['first_round_s']:>9.2f} {p['peak_pss_mb']:>11.0f} {p['peak_rss_mb']:>11.0f} "
-                  f"{p['processes']:>5}")
+                  f"{p['first_round_s']:>9.2f} {p['wall_s']:>7.1f} {p['peak_pss_mb']:>11.0f} "
+                  f"{p['peak_rss_mb']:>11.0f} {p['processes']:>5}")
+        delivery(out, args.rounds)
+
+
+def delivery(out: Path, rounds: int) -> None:
+    """Flower's message delivery against fl-har's single pass (fl_har_app/simulation_patch.py)
+    on the largest population, K = 30, in one run of this script."""
+    overrides = [*_population(POPULATION_SESSION), "run.clients_per_round=30"]
+    print(f"\nmessage delivery, population {POPULATION_SESSION}-min sessions, K = 30")
+    print(f"{'delivery':<28} {'round s':>8} {'round 1 s':>9} {'wall s':>7}")
+    points = {}
+    for label, flag in (("Flower's per-node loop", "1"), ("fl-har single pass", "0")):
+        p = run_point(out, f"delivery{flag}", overrides, rounds,
+                      env={"FL_HAR_FLOWER_DELIVERY": flag})
+        points[label] = p
+        print(f"{label:<28} {p['round_s']:>8.2f} {p['first_round_s']:>9.2f} {p['wall_s']:>7.1f}")
+    flower, ours = points.values()
+    print(f"ratio Flower / single pass: round {flower['round_s'] / ours['round_s']:.2f}, "
+          f"wall {flower['wall_s'] / ours['wall_s']:.2f}")
 
 
 if __name__ == "__main__":
