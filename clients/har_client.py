@@ -14,6 +14,7 @@ step only).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import torch
 from flwr.app import Context, Error, Message, MessageType
@@ -46,8 +47,11 @@ def central_clipping_mod(msg: Message, context: Context, call_next: ClientAppCal
 app = ClientApp(mods=[central_clipping_mod])
 
 # Participants are cached per process (a Ray actor serves many partitions and rounds), for one
-# experiment config at a time.
-_cache: dict[str, object] = {"config": None, "participants": {}}
+# experiment config at a time, the most recently served ones only: with thousands of session
+# clients a process would otherwise keep every participant it ever served. Rebuilding one is
+# cheap (windows come from federation's cache, samplers are pure functions of the round).
+MAX_CACHED_PARTICIPANTS = 128
+_cache: dict[str, object] = {"config": None, "participants": OrderedDict()}
 
 
 class InjectedFailure(RuntimeError):
@@ -60,9 +64,11 @@ class InjectedCrash(RuntimeError):
 
 def _participant(config: ExperimentConfig, partition_id: int) -> Participant:
     if _cache["config"] != config:
-        _cache["config"], _cache["participants"] = config, {}
-    participants: dict[int, Participant] = _cache["participants"]  # type: ignore[assignment]
-    if partition_id not in participants:
+        _cache["config"], _cache["participants"] = config, OrderedDict()
+    participants: OrderedDict[int, Participant] = _cache["participants"]  # type: ignore[assignment]
+    if partition_id in participants:
+        participants.move_to_end(partition_id)
+    else:
         subjects = dataset_for(config).subjects
         if partition_id >= len(subjects):
             raise RuntimeError(
@@ -73,6 +79,8 @@ def _participant(config: ExperimentConfig, partition_id: int) -> Participant:
         if subject not in federation_plan(config).clients:
             raise RuntimeError(f"subject {subject} (partition {partition_id}) is not a client")
         participants[partition_id] = Participant(config, subject)
+        if len(participants) > MAX_CACHED_PARTICIPANTS:
+            participants.popitem(last=False)
     return participants[partition_id]
 
 

@@ -258,6 +258,23 @@ def empty_model(config: ExperimentConfig, num_channels: int, num_classes: int) -
     )
 
 
+@lru_cache(maxsize=2)
+def _working_model(name: str, channels: int, classes: int, window: int,
+                   head_bias: bool) -> HARModel:
+    return build_model(name, channels, classes, window=window, head_bias=head_bias, seed=0)
+
+
+def working_model(config: ExperimentConfig, num_channels: int, num_classes: int) -> HARModel:
+    """The process's one model of the run's architecture that local training loads the received
+    weights into. Shared by every participant a process serves: each round overwrites all its
+    weights and buffers and local training clears the gradients, so nothing carries over; one
+    model per participant would cost a model (and the time to build it) per participant ever
+    served (thousands with ``data.client_unit = "session"``)."""
+    model = config.model
+    return _working_model(model.name, num_channels, num_classes, config.data.window,
+                          model.head_bias)
+
+
 def cohort_positions(seed: int, num_participants: int, size: int, run_round: int) -> list[int]:
     """Positions (in partition order) of the participants addressed in ``run_round``.
 
@@ -346,7 +363,6 @@ class Participant:
             from fl_har.pretrain import class_weights
 
             self.class_weights = class_weights(self.windows.y, self.num_classes)
-        self._model: HARModel | None = None
 
     def batch(self, server_round: int) -> tuple[np.ndarray, np.ndarray]:
         """This round's training windows (normalised) and their labels, in step order.
@@ -406,18 +422,17 @@ class Participant:
         or the round's batch with ``dp_sampling = "fixed"``) and the update's ``metrics`` carry
         the client's cumulative ``epsilon`` after this round (:mod:`fl_har.privacy.client_dp`).
         """
-        if self._model is None:
-            self._model = empty_model(self.config, self.num_channels, self.num_classes)
-        self._model.load_state_dict(global_state)
+        model = working_model(self.config, self.num_channels, self.num_classes)
+        model.load_state_dict(global_state)
         seed = derive_seed(self.config.run.seed, Stream.CLIENT_UPDATE, self.subject, server_round)
         if self.dp is not None:
-            return self._dp_round(server_round, seed, transform)
+            return self._dp_round(model, server_round, seed, transform)
         x, y = self._round_data(self.batch_index(server_round), transform)
         training = self.training
         if self.config.client.local_epochs:
             training = replace(training, local_steps=len(y) // self.config.client.batch_size)
         update = local_update(
-            self._model,
+            model,
             x,
             y,
             training,
@@ -428,7 +443,7 @@ class Participant:
         return ParticipantUpdate(**{f.name: getattr(update, f.name) for f in fields(update)})
 
     def _dp_round(
-        self, server_round: int, seed: int, transform: BatchTransform | None
+        self, model: HARModel, server_round: int, seed: int, transform: BatchTransform | None
     ) -> ParticipantUpdate:
         from fl_har.privacy import dp_local_update
 
@@ -438,7 +453,7 @@ class Participant:
             index = self.batch_index(server_round)
         x, y = self._round_data(index, transform)
         update = dp_local_update(
-            self._model,
+            model,
             x,
             y,
             self.dp.dp,
