@@ -198,29 +198,33 @@ class CuriousStrategy(Strategy):
                     server_round, node, self.roster.slot(node), "no reply (timed out)",
                     protocol.CAUSE_TIMEOUT)
         valid.sort(key=lambda item: item[0].partition)
-        # The truth record is taken off every reply (before decoding, so the decoded reply and
-        # the inner strategy never carry it); only the scoring and measuring steps read it.
-        decoded = []
+        # Each reply is decoded, attacked and recorded in turn, and its decoded weights are let
+        # go unless a later step needs them all (secure aggregation's sum, the update
+        # statistics of backdoor runs): the server's memory grows by one copy of the model per
+        # sampled client (the reply itself), not two. The truth record is taken off every reply
+        # (before decoding, so the decoded reply and the inner strategy never carry it); only
+        # the scoring and measuring steps read it.
+        keep_decoded = self.secure_aggregation or self.measure_updates
+        decoded: list[tuple[ClientSlot, protocol.TrainReply, protocol.SimulationTruth | None]] = []
+        reconstructions: dict[int, dict[str, list[int]]] = {}
         for slot, msg in valid:
             truth = protocol.take_truth(msg.content)
-            decoded.append((slot, protocol.decode_train_reply(msg.content), truth))
+            reply = protocol.decode_train_reply(msg.content)
+            rows = []
+            if truth is not None and not self.secure_aggregation:
+                rows = self.observer.observe(
+                    slot.partition, slot.subject, reply.state, reply.num_examples,
+                    truth.label_counts,
+                )
+            self.recorder.record_reply(server_round, slot, reply, rows)
+            # what the attacks predicted (never the truth the rows are scored against)
+            reconstructions[msg.metadata.src_node_id] = {
+                row["attack"]: row["pred_counts"] for row in rows}
+            if keep_decoded:
+                decoded.append((slot, reply, truth))
         if self.secure_aggregation:
-            for slot, reply, _ in decoded:
-                self.recorder.record_reply(server_round, slot, reply, [])
             self._observe_aggregate(server_round, decoded)
         else:
-            reconstructions: dict[int, dict[str, list[int]]] = {}
-            for (slot, reply, truth), (_, msg) in zip(decoded, valid, strict=True):
-                rows = []
-                if truth is not None:
-                    rows = self.observer.observe(
-                        slot.partition, slot.subject, reply.state, reply.num_examples,
-                        truth.label_counts,
-                    )
-                self.recorder.record_reply(server_round, slot, reply, rows)
-                # what the attacks predicted (never the truth the rows are scored against)
-                reconstructions[msg.metadata.src_node_id] = {
-                    row["attack"]: row["pred_counts"] for row in rows}
             # A detector on the reconstructions (strategies.detection) scores them now.
             observe_reconstructions = getattr(self.strategy, "observe_reconstructions", None)
             if observe_reconstructions is not None:
