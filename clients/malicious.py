@@ -10,7 +10,9 @@ attack round the attacker
    honest client does (:class:`fl_har.federation.Participant`), then
 2. sends, by ``mode``: ``poison`` -- the trained weights as they are; ``boost`` -- model replacement
    ``G + gamma (X - G)`` (Bagdasaryan et al., AISTATS 2020); ``constrain`` -- ``G + P(X - G)``
-   with ``P`` the projection onto the L2 ball of radius ``norm_bound`` (Sun et al. 2019).
+   with ``P`` the projection onto the L2 ball of radius ``norm_bound`` (Sun et al. 2019); with
+   ``adversary.boost`` set, ``G + P(gamma (X - G))``: scaled first, so the attacker sends an update
+   of the largest norm clipping lets through (the norm-bounded attacker of Sun et al.).
 
 Outside its attack rounds it trains honestly. Its reply has exactly the keys of an honest one;
 on the simulation-truth channel (read by the server's measurement only) it adds
@@ -118,6 +120,8 @@ class MaliciousParticipant:
             delta = boost(delta, self.plan.boost)
             state = state_sum(global_state, delta)
         elif self.plan.mode == "constrain":
+            if self.plan.boost != 1.0:  # scale, then stay within the server's clipping norm
+                delta = boost(delta, self.plan.boost)
             delta = project_to_norm_ball(delta, self.plan.norm_bound)
             state = state_sum(global_state, delta)
         extras = {UPDATE_NORM: update_norm(delta), RAW_UPDATE_NORM: raw_norm,

@@ -322,6 +322,23 @@ def test_a_constrained_attacker_sends_an_update_on_the_norm_ball(tmp_path):
     assert updates.loc[1, "update_norm"] > 0.1 and not updates.loc[1, "malicious"]
 
 
+def test_constrain_and_scale_spends_the_whole_norm_budget(tmp_path):
+    base = (*ATTACK, "run.rounds=1", "client.local_epochs=1", "adversary.clients=2",
+            "adversary.mode=constrain")
+    raw = _run(tmp_path, config(*base, "adversary.norm_bound=1000")).update_table()
+    raw_norm = float(raw.set_index("subject").loc[2, "update_norm"])
+    assert raw_norm < 1000  # inside the ball: sent as trained
+    bound = 3 * raw_norm
+    plain = _run(tmp_path, config(*base, f"adversary.norm_bound={bound}"), "plain")
+    scaled = _run(tmp_path, config(*base, f"adversary.norm_bound={bound}", "adversary.boost=10"),
+                  "scaled")
+    assert plain.update_table().set_index("subject").loc[2, "update_norm"] == pytest.approx(
+        raw_norm, rel=1e-5)  # without a factor, a small update is left alone
+    sent = scaled.update_table().set_index("subject").loc[2]
+    assert sent["update_norm"] == pytest.approx(bound, rel=1e-4)  # 10 x raw, cut back to bound
+    assert sent["adv_raw_update_norm"] == pytest.approx(raw_norm, rel=1e-5)
+
+
 # --- end to end on Ray ---------------------------------------------------------------------------
 
 @pytest.mark.slow
