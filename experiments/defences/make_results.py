@@ -2,6 +2,8 @@
 
     python experiments/defences/make_results.py results/defences-hapt-boost \
         [results/defences-hapt-boost-strong ...] [--out experiments/defences/RESULTS.md]
+    python experiments/defences/make_results.py results/defences-hapt-grid \
+        --out experiments/defences/grid/RESULTS.md
 
 One run per aggregation rule and attacker setting (the sweeps' cells, e.g. ``clean``,
 ``fedavg``, ``median``), labelled by rule, poisoning rate and stamp amplitude. For each:
@@ -9,13 +11,18 @@ the attack success rate (ASR, with and without NULL sources) and the clean accur
 the held-out people in the last round and averaged over the attack rounds, the price for the
 honest participants (macro-F1 against the attack-free run), what the rule did with the
 attacker's updates (``decision`` in updates.parquet) and, for cells with the label_histogram
-detector, its TPR / FPR / AUROC (over the run and per round). All numbers come from the run
-directories.
+detector, its TPR / FPR / AUROC (over the run and per round), and the curious server's label
+leakage from the honest clients' updates (LnAcc / LeAcc of the run's first attack, per update).
+Cells of a sweep with an ``attack`` and a ``defence`` axis (``hapt_grid.toml``) also get grid
+tables (defence x attacker setting: ASR, clean macro-F1 and its cost against attack-free FedAvg,
+honest updates excluded, honest leakage) and the robustness-utility figure (ASR against clean
+macro-F1, per defence and attacker setting). All numbers come from the run directories.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -45,9 +52,19 @@ def attack_rounds(config: dict) -> set[int] | None:
     return None if rounds.strip().lower() == "all" else set(parse_subjects(rounds, "rounds"))
 
 
+def axes_of(run_dir: Path) -> dict[str, str]:
+    """The sweep axes of a cell (``{"attack": "boost1", "defence": "median"}``), from the sweep's
+    manifest; empty for a run outside a sweep."""
+    manifest = run_dir.parent.parent / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    cells = json.loads(manifest.read_text("utf-8")).get("cells", {})
+    return dict(cells.get(run_dir.name, {}).get("axes", {}))
+
+
 def label(run_dir: Path, config: dict) -> str:
     adversary = config.get("adversary", {})
-    if attack_rounds(config) == set():
+    if attack_rounds(config) == set() or "attack" in axes_of(run_dir):
         return run_dir.name
     return (f"{run_dir.name} (poison {float(adversary['poison_rate']):.0%}, stamp "
             f"{float(adversary['stamp_amplitude']):g} std)")
@@ -109,7 +126,85 @@ def summarise(run_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
         row["benign_excluded_share"] = float((benign["decision"] == "excluded").mean())
     rates, per_round = detector_columns(updates)
     row.update(rates)
+    row.update(honest_leakage(run.attacks, updates))
+    row.update({f"axis_{axis}": value for axis, value in axes_of(run_dir).items()})
     return row, rounds, per_round
+
+
+def honest_leakage(attacks: pd.DataFrame, updates: pd.DataFrame) -> dict:
+    """LnAcc and LeAcc of the run's first attack on the honest clients' updates (mean per
+    update): what a robust aggregator changes, or not, about what the curious server learns."""
+    if attacks.empty:
+        return {"honest_ln_acc": float("nan"), "honest_le_acc": float("nan")}
+    rows = attacks[attacks["attack"] == attacks["attack"].iloc[0]]
+    if "malicious" in updates:
+        bad = updates[updates["malicious"].fillna(0).astype(bool)]
+        bad_keys = set(zip(bad["round"], bad["partition"], strict=True))
+        keep = [(r, p) not in bad_keys for r, p in zip(rows["round"], rows["partition"],
+                                                        strict=True)]
+        rows = rows[keep]
+    return {"honest_ln_acc": float(rows["ln_acc"].mean()),
+            "honest_le_acc": float(rows["le_acc"].mean())}
+
+
+GRID_TABLES = {  # column -> what the grid table shows
+    "mean_asr_attack_rounds": "ASR, mean over the attack rounds",
+    "final_asr": "ASR in the last round",
+    "final_macro_f1": "clean macro-F1 in the last round",
+    "f1_cost_vs_clean_fedavg": "macro-F1 cost against attack-free FedAvg (the honest pay)",
+    "benign_excluded_share": "share of honest updates excluded",
+    "honest_le_acc": "label leakage from honest updates (LeAcc of the curious server's attack)",
+}
+
+
+def grid_sections(table: pd.DataFrame, figure_path: Path) -> list[str]:
+    """Defence x attacker-setting tables and the robustness-utility figure of a grid sweep."""
+    grid = table.dropna(subset=["axis_attack", "axis_defence"])
+    attack_order = list(dict.fromkeys(grid["axis_attack"]))
+    defence_order = list(dict.fromkeys(grid["axis_defence"]))
+    reference = grid[(grid["axis_attack"] == "clean") & (grid["axis_defence"] == "fedavg")]
+    if len(reference):
+        grid = grid.assign(f1_cost_vs_clean_fedavg=float(reference["final_macro_f1"].iloc[0])
+                           - grid["final_macro_f1"])
+    lines = []
+    for column, title in GRID_TABLES.items():
+        if column not in grid or grid[column].isna().all():
+            continue
+        pivot = grid.pivot(index="axis_defence", columns="axis_attack", values=column)
+        pivot = pivot.reindex(index=defence_order, columns=attack_order)
+        pivot.index.name, pivot.columns.name = "defence", None
+        lines += ["", f"### {title}", "", markdown(pivot)]
+    grid_figure(grid, attack_order, defence_order, figure_path)
+    lines += ["", f"![ASR against clean macro-F1 per defence]({figure_path.name})"]
+    return lines
+
+
+def grid_figure(grid: pd.DataFrame, attacks: list[str], defences: list[str], path: Path) -> None:
+    """The robustness-utility frontier: ASR (mean over attack rounds) against clean macro-F1,
+    one panel per attacker setting, one point per defence."""
+    attacked = [a for a in attacks if grid.loc[grid["axis_attack"] == a,
+                                               "mean_asr_attack_rounds"].notna().any()]
+    if not attacked:
+        return
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(attacked), figsize=(3.6 * len(attacked), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, attack in zip(axes[0], attacked, strict=True):
+        part = grid[grid["axis_attack"] == attack].set_index("axis_defence")
+        for index, defence in enumerate(defences):
+            if defence not in part.index:
+                continue
+            row = part.loc[defence]
+            ax.scatter(row["final_macro_f1"], row["mean_asr_attack_rounds"], s=40,
+                       color=colours[index % len(colours)], label=defence, zorder=3)
+        ax.set(title=attack, xlabel="clean macro-F1 (last round)", ylim=(-0.03, 1.03))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("ASR (mean over attack rounds)")
+    axes[0][-1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle("Robustness vs utility: lower right is better", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -168,10 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         if per_round is not None:
             detectors[row["rule"]] = per_round
     table = pd.DataFrame(rows).set_index("rule")
+    axis_columns = [c for c in table.columns if c.startswith("axis_")]
+    grid = {"axis_attack", "axis_defence"} <= set(axis_columns)
     if "clean" in table.index:  # the price for the honest participants (attack-free FedAvg)
         table["f1_cost_vs_clean"] = table.loc["clean", "final_macro_f1"] - table["final_macro_f1"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out.with_suffix(".csv"))
+    grid_lines = (grid_sections(table, args.out.with_name("asr_vs_f1.png")) if grid else [])
+    table = table.drop(columns=axis_columns)
     figure_path = args.out.with_name("asr_f1_over_rounds.png")
     figure(series, figure_path)
     lines = [
@@ -181,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{' '.join(map(str, args.sweeps))}` from the run directories of "
          "`fl-har sweep experiments/defences/hapt_boost.toml` and `hapt_boost_strong.toml` "
          "(configs: those files)."),
+        *(["", "## Defence x attacker", *grid_lines, "", "## Every run"] if grid else []),
         "",
         markdown(table),
         "",
@@ -194,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "costs against the attack-free FedAvg run. `detector_*`: the label_histogram "
         "detector's true-positive rate (malicious updates flagged), false-positive rate (honest "
         "updates flagged) and AUROC of its scores, over all the run's updates "
-        "(fl_har.metrics.detection_rates)."),
+        "(fl_har.metrics.detection_rates). `honest_ln_acc` / `honest_le_acc`: the curious "
+        "server's label leakage (its first attack) from the honest clients' updates, per "
+        "update."),
     ]
     for name, per_round in detectors.items():
         lines += ["", f"### label_histogram detector per round: {name}", "",
