@@ -116,13 +116,10 @@ class MaliciousParticipant:
         delta = state_difference(update.state_dict, global_state)
         raw_norm = update_norm(delta)
         state = update.state_dict
-        if self.plan.mode == "boost":
-            delta = boost(delta, self.plan.boost)
-            state = state_sum(global_state, delta)
-        elif self.plan.mode == "constrain":
-            if self.plan.boost != 1.0:  # scale, then stay within the server's clipping norm
-                delta = boost(delta, self.plan.boost)
-            delta = project_to_norm_ball(delta, self.plan.norm_bound)
+        if self.plan.mode != "poison":
+            delta = boost(delta, self.plan.boost)  # gamma; 1 for a constrained attacker without
+            if self.plan.mode == "constrain":  # then stay within the server's clipping norm
+                delta = project_to_norm_ball(delta, self.plan.norm_bound)
             state = state_sum(global_state, delta)
         extras = {UPDATE_NORM: update_norm(delta), RAW_UPDATE_NORM: raw_norm,
                   POISONED: float(self.poisoned)}

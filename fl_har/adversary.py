@@ -157,7 +157,7 @@ def resolve_adversary(config: ExperimentConfig, plan: FederationPlan) -> Adversa
         trigger_options=trigger_options(config),
         mode=adv.mode,
         poison_rate=adv.poison_rate,
-        # constrain: scaled first when a factor is given (the whole norm budget is spent)
-        boost=float(gamma) if adv.mode == "boost" or (adv.mode == "constrain" and gamma) else 1.0,
+        # poison never scales; constrain scales by a given factor before projecting
+        boost=float(gamma) if adv.mode != "poison" and gamma else 1.0,
         norm_bound=adv.norm_bound,
     )

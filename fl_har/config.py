@@ -277,8 +277,9 @@ class AdversaryConfig:
     ``mode``: ``poison`` (train on poisoned data, send honestly), ``boost`` (model replacement,
     Bagdasaryan et al. 2020: the update is scaled by ``boost``; 0 = auto ``n / server.lr`` with
     ``n`` the clients per round) or ``constrain`` (the update is projected into the L2 ball of
-    radius ``norm_bound``, to pass norm clipping; scaled by ``boost`` first when it is set). ``rounds``: ``"all"``, a round ``"3"`` or
-    ranges ``"5-10,12"`` in which the attackers attack (honest otherwise). ``stamp_*``: the stamp
+    radius ``norm_bound``, to pass norm clipping; scaled by ``boost`` first when it is set).
+    ``rounds``: ``"all"``, a round ``"3"`` or ranges ``"5-10,12"`` in which the attackers attack
+    (honest otherwise). ``stamp_*``: the stamp
     trigger: ``channels`` (indices, empty = all), ``amplitude`` (peak, in channel stds),
     ``duration`` (samples), ``position`` (first sample, -1 = centred), ``band_low`` /
     ``band_high`` (cycles per sample).
