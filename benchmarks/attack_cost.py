@@ -3,8 +3,10 @@
 Setting of issue 3: C = 19 classes, d = 128 head inputs, N = 100 windows of 50 x 12, one local
 step. The reference cost is one forward+backward pass of DeepConvLSTM on that batch (what the
 client spends per step). Target: every attack except the calibration-based ones costs < 2 % of
-it; calibration-based ones (llg_plus, llg_star, llbg_trained) pay their calibration once per model
-version and must then cost the same as the others.
+it; calibration-based ones (llg_plus, llg_star, llbg_trained, rlu) pay their calibration once per
+model version and must then cost the same as the others. RLU is also timed on a 20-step update
+(its drift model pushes the cached auxiliary head inputs through 20 heads): issue 13 asks for
+< 5 % of the client's local training, and one forward+backward is less than 20 local steps cost.
 
 Run: ``python benchmarks/attack_cost.py [--repeats R] [--calls K]``. Prints a table; saves nothing.
 """
@@ -30,7 +32,12 @@ from attacks import (
 
 NUM_CLASSES, CHANNELS, WINDOW, NUM_SAMPLES = 19, 12, 50, 100
 TARGET = 0.02
-CALIBRATED = ("llg_plus", "llg_star", "llbg_trained")
+# Attacks that pay a pass over auxiliary or dummy inputs once per model version.
+CALIBRATED = ("llg_plus", "llg_star", "llbg_trained", "rlu")
+#: Local step size the server gives RLU (its multi-step drift model).
+RLU_LR = 0.01
+#: Local steps of the extra multi-step RLU row (its drift averages S interpolated heads).
+RLU_STEPS = 20
 
 
 class ReferenceDeepConvLSTM(nn.Module):
@@ -104,7 +111,7 @@ def main() -> None:
     def context(version: int | None) -> AttackContext:
         return AttackContext(model=model, input_shape=(WINDOW, CHANNELS), aux_windows=aux_windows,
                              aux_labels=aux_labels, calibration_repeats=args.repeats,
-                             model_version=version)
+                             model_version=version, rlu_lr=RLU_LR)
 
     versioned = context(1)
     print(f"model: {model_name}; C={NUM_CLASSES}, d={head.in_features}, N={NUM_SAMPLES}, "
@@ -134,6 +141,14 @@ def main() -> None:
         ratio = per_call / client_cost
         verdict = "pass" if ratio < TARGET else "FAIL"
         print(f"{name:<22}{per_call * 1e3:>8.3f} ms{ratio:>9.2%}{verdict:>7}{first_call:>13}{no_version:>21}")
+    # The same gradients read as the average step of S steps: RLU then averages its erroneous
+    # confidences over S interpolated heads (its multi-step drift), the costliest path.
+    multistep = LastLayerUpdate(update.weight_grad, update.bias_grad, NUM_SAMPLES,
+                                local_steps=RLU_STEPS, weight=head.weight, bias=head.bias)
+    per_call = median_seconds(lambda: reconstruct_labels("rlu", multistep, versioned), args.calls)
+    ratio = per_call / client_cost
+    label = f"rlu, S = {RLU_STEPS} drift"
+    print(f"{label:<22}{per_call * 1e3:>8.3f} ms{ratio:>9.2%}{'pass' if ratio < TARGET else 'FAIL':>7}")
     print("\nper call: median with the calibration cached (model_version given); "
           "first call includes the calibration; the last column rebuilds the context each call "
           "and keys the cache on a SHA-1 of the model state.")

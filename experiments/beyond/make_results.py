@@ -1,14 +1,22 @@
-"""Write experiments/beyond/RESULTS.md from finished run directories of the beyond sweeps.
+"""Write experiments/beyond/RESULTS.md and its figures from finished runs of the beyond sweeps.
 
-    python experiments/beyond/make_results.py RUN_OR_FOLDER [...] --out experiments/beyond/RESULTS.md
+    python experiments/beyond/make_results.py --attacks results/beyond-attacks \
+        --secure results/beyond-secure --timeline results/beyond-timeline
 
-Every run is classified by its config.toml:
-- ``server.secure_aggregation = true``: cohort attacks (rows with partition -1) per cohort size K,
-  and disaggregation of the per-round cohort histograms into per-client label distributions with
-  the public participation lists (``updates.parquet``);
-- ``client.sampler = "sequential"``: activity timelines per client (attacks.timeline), scored
-  against the recording, with the decoders fed the true counts as a reference;
-- otherwise: per-update leakage metrics by attack and local steps S.
+Each option takes run directories or folders containing them (repeatable):
+
+- ``--attacks``: per-update leakage by attack and local training (S steps over N windows, or E
+  local epochs), untrained vs trained model; ClassAcc per client as in the paper.
+- ``--secure``: runs with ``server.secure_aggregation = true``. The cohort attacks (rows with
+  partition -1) per cohort size K, then disaggregation of the per-round cohort histograms into
+  per-client histograms with the public participation lists (``updates.parquet``) after R observed
+  rounds. A client's recovered histogram is scored by ClassAcc and LnAcc against its true counts
+  in the rounds it took part in; the server never records those in this mode, so they are redrawn
+  here from the client's seeded sampler (the same indices it trained on).
+- ``--timeline``: each client's per-round reconstructions strung into a timeline (greedy and
+  Viterbi decoders of :mod:`attacks.timeline`), scored against the recording per sampler, next to
+  the decoders fed the true batch counts; one figure per client of a sequential run.
+
 All numbers come from the run directories; nothing here is typed in by hand.
 """
 
@@ -21,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -29,8 +40,15 @@ from attacks.disaggregation import disaggregate
 from attacks.timeline import greedy_timeline, transition_prior, viterbi_timeline
 from fl_har import metrics
 from fl_har.config import from_dict
-from fl_har.federation import windows_for
+from fl_har.federation import Participant, dataset_for, windows_for
+from fl_har.report.style import attack_colour, new_figure, percent_axis, safe_name, save
 from fl_har.results.readers import load_run
+
+HERE = Path(__file__).resolve().parent
+#: Observed-round counts at which the disaggregation is scored (those a run has).
+OBSERVED_ROUNDS = (5, 10, 20, 40)
+ORACLE = "true counts (oracle)"
+DECODERS = {"greedy": greedy_timeline, "viterbi": viterbi_timeline}
 
 
 def find_runs(paths: list[str]) -> list:
@@ -55,190 +73,374 @@ def model_label(config: dict) -> str:
     return f"{config['model']['name']} ({'untrained' if init == 'untrained' else 'trained'})"
 
 
-def fmt(value: float) -> str:
+def fmt(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
-def attack_section(runs: list) -> list[str]:
-    groups: dict[tuple, list[pd.DataFrame]] = defaultdict(list)
-    for run in runs:
-        c = run.config
-        groups[(model_label(c), int(c["client"]["batch_size"]))].append(
-            run.attacks.assign(S=int(c["client"]["local_steps"])))
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows] + [""])
+
+
+# ---------------------------------------------------------------------------------- attacks
+
+
+def training_key(config: dict) -> tuple[int, int]:
+    """(E, S) sort key of a run's local training: E = 0 for the paper's one-batch rounds."""
+    client = config["client"]
+    return int(client.get("local_epochs", 0)), int(client["local_steps"])
+
+
+def client_class_acc(table: pd.DataFrame) -> pd.Series:
+    """ClassAcc per (attack, subject) over the client's attacked updates."""
+    return table.groupby(["attack", "subject"]).apply(
+        lambda part: metrics.class_acc(np.stack(part["true_counts"].to_numpy()),
+                                       np.stack(part["pred_counts"].to_numpy())))
+
+
+def attack_section(runs: list, figures: Path) -> list[str]:
     lines = ["## Attacks on individual updates (RLU vs LLBG vs iLRG vs EBI)", ""]
-    if not groups:
+    if not runs:
         return lines + ["No finished run of this kind.", ""]
-    for (model, batch), frames in sorted(groups.items()):
-        table = pd.concat(frames)
-        table = table[table["error"] == ""]
-        steps = sorted(table["S"].unique())
-        lines += [(f"{model}, N = {batch} windows per update; mean over updates "
-                  f"(updates per cell: {int(table.groupby(['attack', 'S']).size().min())})."), ""]
-        for metric in ("ln_acc", "count_acc", "le_acc"):
-            label = metrics.METRIC_LABELS[metric]
-            lines.append(f"| {label} | " + " | ".join(f"S = {s}" for s in steps) + " |")
-            lines.append("|---|" + "---|" * len(steps))
-            for attack, part in table.groupby("attack"):
-                values = [part[part["S"] == s][metric].mean() for s in steps]
-                lines.append(f"| {attack} | " + " | ".join(fmt(v) for v in values) + " |")
-            lines.append("")
+    groups: dict[str, dict[tuple[int, int], pd.DataFrame]] = defaultdict(dict)
+    for run in runs:
+        table = run.attacks[(run.attacks["error"] == "") & (run.attacks["partition"] >= 0)]
+        groups[model_label(run.config)][training_key(run.config)] = table
+    lines += [("N = 100 windows per update in S local SGD steps (B = N / S), or E local epochs over "
+               "all the client's windows in mini-batches of 100 (S and N then vary by client: the "
+               "column shows the mean S). Leakage per update averaged over updates; ClassAcc per "
+               "client (pooled over its updates) averaged over clients."), ""]
+    panels = []
+    for model, cells in sorted(groups.items()):
+        keys = sorted(cells)
+        labels = []
+        for epochs, steps in keys:
+            if epochs:
+                mean_steps = cells[(epochs, steps)]["local_steps"].mean()
+                labels.append(f"E = {epochs} (S ~ {mean_steps:.0f})")
+            else:
+                labels.append(f"S = {steps}")
+        updates = min(len(part) for cell in cells.values() for _, part in cell.groupby("attack"))
+        lines += [f"**{model}** (at least {updates} updates per cell):", ""]
+        per_metric: dict[str, dict[str, list[float]]] = {}
+        for metric in ("ln_acc", "count_acc", "le_acc", "class_acc"):
+            values: dict[str, list[float]] = defaultdict(list)
+            for key in keys:
+                table = cells[key]
+                if metric == "class_acc":
+                    by_attack = client_class_acc(table).groupby(level="attack").mean()
+                else:
+                    by_attack = table.groupby("attack")[metric].mean()
+                for attack in sorted(table["attack"].unique()):
+                    values[attack].append(float(by_attack.get(attack, np.nan)))
+            per_metric[metric] = values
+            label = metrics.METRIC_LABELS.get(metric, "ClassAcc")
+            lines += markdown_table([label, *labels],
+                                    [[attack, *map(fmt, vals)] for attack, vals in values.items()])
+        panels.append((model, labels, per_metric))
+    figure = new_figure(5.0 * len(panels), 3.6)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axis, (model, labels, per_metric) in zip(axes, panels, strict=True):
+        for attack, values in per_metric["class_acc"].items():
+            axis.plot(labels, values, marker="o", color=attack_colour(attack), label=attack)
+        axis.set_title(model)
+        axis.set_ylabel("ClassAcc (mean over clients)")
+        axis.set_ylim(0, 1.02)
+        percent_axis(axis)
+        axis.tick_params(axis="x", labelrotation=20)
+    axes[-1].legend(fontsize="small", frameon=False)
+    path = save(figure, figures / "attacks_class_acc.png")
+    lines += [f"![ClassAcc by attack and local training]({path.relative_to(figures.parent).as_posix()})", ""]
     return lines
 
 
-def label_distribution(config, subject: int, num_classes: int) -> np.ndarray:
-    y = windows_for(config, subject).y
-    counts = np.bincount(y, minlength=num_classes).astype(float)
-    return counts / counts.sum()
+# ----------------------------------------------------------------------- secure aggregation
 
 
-def secure_section(runs: list) -> list[str]:
+def true_round_counts(config, subject: int, rounds: list[int], num_classes: int) -> np.ndarray:
+    """[len(rounds), C] the client's true label counts of those rounds (its seeded sampler)."""
+    participant = Participant(config, subject)
+    return np.stack([np.bincount(participant.windows.y[participant.batch_index(r)],
+                                 minlength=num_classes) for r in rounds])
+
+
+def disaggregation_rows(run) -> list[dict]:
+    """Disaggregate the cohort histograms of the first R rounds, for every source and R."""
+    c = run.config
+    config = from_dict(c)
+    model, k = model_label(c), int(c["run"]["clients_per_round"])
+    table = run.attacks[(run.attacks["partition"] == -1) & (run.attacks["error"] == "")]
+    updates = run.updates[run.updates["status"] == "ok"]
+    partitions = sorted(updates["partition"].unique())
+    subjects = dict(zip(updates["partition"], updates["subject"], strict=False))
+    rounds = sorted(set(table["round"]) & set(updates["round"]))
+    if not rounds:
+        return []
+    participation = np.zeros((len(rounds), len(partitions)))
+    for i, r in enumerate(rounds):
+        members = updates[updates["round"] == r]["partition"]
+        participation[i, [partitions.index(p) for p in members]] = 1
+    num_classes = len(table["true_counts"].iloc[0])
+    truth = {p: true_round_counts(config, int(subjects[p]), rounds, num_classes)
+             for p in partitions}
+    sources = {ORACLE: None, **{a: a for a in sorted(table["attack"].unique())}}
+    rows = []
+    for source, attack in sources.items():
+        chosen = table[table["attack"] == (attack or table["attack"].iloc[0])]
+        chosen = chosen.set_index("round").loc[rounds]
+        column = "true_counts" if attack is None else "pred_counts"
+        histograms = np.stack([np.asarray(v, dtype=float) for v in chosen[column]])
+        for observed in [r for r in OBSERVED_ROUNDS if r <= len(rounds)]:
+            seen = participation[:observed]
+            result = disaggregate(seen, histograms[:observed])
+            class_accs, ln_accs = [], []
+            for j, partition in enumerate(partitions):
+                joined = np.flatnonzero(seen[:, j])
+                if not result.identifiable[j] or joined.size == 0:
+                    continue
+                true = truth[partition][joined]
+                predicted = np.tile(np.round(result.estimates[j]).astype(np.int64),
+                                    (joined.size, 1))
+                class_accs.append(metrics.class_acc(true, predicted))
+                ln_accs.append(np.minimum(true, predicted).sum() / true.sum())
+            rows.append({"model": model, "K": k, "source": source, "R": observed,
+                         "clients": len(partitions), "rank": result.rank,
+                         "identifiable": int(result.identifiable.sum()),
+                         "class_acc": float(np.mean(class_accs)) if class_accs else np.nan,
+                         "ln_acc": float(np.mean(ln_accs)) if ln_accs else np.nan})
+    return rows
+
+
+def secure_section(runs: list, figures: Path) -> list[str]:
     lines = ["## Secure aggregation: attacking cohort aggregates, then disaggregating", ""]
     if not runs:
         return lines + ["No finished run of this kind.", ""]
     cohort_rows, disagg_rows = [], []
     for run in runs:
         c = run.config
-        config = from_dict(c)
-        k = int(c["run"]["clients_per_round"]) or None
-        model = model_label(c)
+        k = int(c["run"]["clients_per_round"])
         table = run.attacks[(run.attacks["partition"] == -1) & (run.attacks["error"] == "")]
         for attack, part in table.groupby("attack"):
-            cohort_rows.append({"model": model, "K": k, "attack": attack, "ln_acc": part["ln_acc"].mean(),
-                                "count_acc": part["count_acc"].mean(), "updates": len(part)})
-        updates = run.updates[run.updates["status"] == "ok"]
-        partitions = sorted(updates["partition"].unique())
-        subjects = dict(zip(updates["partition"], updates["subject"]))
-        rounds = sorted(table["round"].unique())
-        if not rounds:
-            continue
-        participation = np.zeros((len(rounds), len(partitions)))
-        for i, r in enumerate(rounds):
-            members = updates[updates["round"] == r]["partition"]
-            participation[i, [partitions.index(p) for p in members]] = 1
-        num_classes = len(table["true_counts"].iloc[0])
-        truth = np.stack([label_distribution(config, int(subjects[p]), num_classes)
-                          for p in partitions])
-        sources = {"true cohort counts (oracle)": "true_counts"}
-        sources.update({a: "pred_counts" for a in sorted(table["attack"].unique())})
-        for source, column in sources.items():
-            attack = table["attack"].iloc[0] if column == "true_counts" else source
-            rows = table[table["attack"] == attack].set_index("round").loc[rounds]
-            histograms = np.stack([np.asarray(v, dtype=float) for v in rows[column]])
-            result = disaggregate(participation, histograms)
-            ok = result.identifiable & (result.estimates.sum(axis=1) > 0)
-            overlap = []
-            for j in np.flatnonzero(ok):
-                estimate = result.estimates[j] / result.estimates[j].sum()
-                overlap.append(np.minimum(estimate, truth[j]).sum())
-            disagg_rows.append({"model": model, "K": k, "source": source, "clients": len(partitions),
-                                "rounds": len(rounds), "rank": result.rank,
-                                "identifiable": int(result.identifiable.sum()),
-                                "overlap": float(np.mean(overlap)) if overlap else float("nan")})
-    frame = pd.DataFrame(cohort_rows)
-    ks = sorted(frame["K"].dropna().unique())
-    lines += ["Leakage of the cohort histogram (N = K x batch size), mean over rounds:", "",
-              "| model | attack | " + " | ".join(f"K = {int(k)} LnAcc / exact" for k in ks)
-              + " |", "|---|---|" + "---|" * len(ks)]
-    for (model, attack), part in frame.groupby(["model", "attack"]):
+            cohort_rows.append({"model": model_label(c), "K": k, "attack": attack,
+                                "ln_acc": part["ln_acc"].mean(),
+                                "count_acc": part["count_acc"].mean()})
+        disagg_rows += disaggregation_rows(run)
+    cohort = pd.DataFrame(cohort_rows)
+    ks = sorted(cohort["K"].unique())
+    lines += [("Leakage of each round's cohort histogram (N = K x 100 windows; the server sees only "
+              "the cohort's summed update), mean over rounds: LnAcc / exact-count accuracy."), ""]
+    rows = []
+    for (model, attack), part in cohort.groupby(["model", "attack"]):
         cells = []
         for k in ks:
             row = part[part["K"] == k]
             cells.append("n/a" if row.empty else
                          f"{fmt(row['ln_acc'].mean())} / {fmt(row['count_acc'].mean())}")
-        lines.append(f"| {model} | {attack} | " + " | ".join(cells) + " |")
-    lines += ["", ("Disaggregation (non-negative least squares per class over the rounds, public "
-              "participation lists): overlap = mean over identifiable clients of "
-              "sum_c min(p_hat[c], p[c]) between the recovered label distribution and the "
-              "client's true label distribution over its whole recording (the per-round "
-              "histograms vary around it: shuffled batches)."), "",
-              "| model | K | source | clients | rounds | rank | identifiable | overlap |",
-              "|---|---|---|---|---|---|---|---|"]
-    for row in sorted(disagg_rows, key=lambda r: (r["model"], r["K"] or 0, r["source"])):
-        lines.append(f"| {row['model']} | {row['K']} | {row['source']} | {row['clients']} | {row['rounds']} | "
-                     f"{row['rank']} | {row['identifiable']} | {fmt(row['overlap'])} |")
-    return lines + [""]
+        rows.append([model, attack, *cells])
+    lines += markdown_table(["model", "attack", *(f"K = {k}" for k in ks)], rows)
+    frame = pd.DataFrame(disagg_rows)
+    if frame.empty:
+        return lines
+    lines += [("Disaggregation (Lam et al. 2021): non-negative least squares per class over the "
+               "first R rounds, with the public participation lists. Per identifiable client, "
+               "ClassAcc and LnAcc of its recovered per-round histogram against its true counts in "
+               "the rounds it joined (its batches differ from round to round: shuffled sampling, "
+               "so even exact cohort counts do not give 1.0); mean over identifiable clients."), ""]
+    rows = []
+    for _, row in frame.sort_values(["model", "K", "source", "R"]).iterrows():
+        rows.append([row["model"], str(row["K"]), row["source"], str(row["R"]),
+                     f"{row['identifiable']} / {row['clients']}", fmt(row["class_acc"]),
+                     fmt(row["ln_acc"])])
+    lines += markdown_table(["model", "K", "cohort counts from", "rounds R", "identifiable",
+                             "ClassAcc", "LnAcc"], rows)
+    models = sorted(frame["model"].unique())
+    figure = new_figure(4.2 * len(ks), 3.3 * len(models))
+    axes = figure.subplots(len(models), len(ks), squeeze=False, sharey=True)
+    for i, model in enumerate(models):
+        for j, k in enumerate(ks):
+            axis = axes[i][j]
+            part = frame[(frame["model"] == model) & (frame["K"] == k)]
+            for source, series in part.groupby("source"):
+                oracle = source == ORACLE
+                axis.plot(series["R"], series["class_acc"], marker="o",
+                          color="black" if oracle else attack_colour(source),
+                          linestyle="--" if oracle else "-", label=source)
+            axis.set_title(f"{model}, K = {k}", fontsize="small")
+            axis.set_xlabel("rounds observed")
+            axis.set_ylim(0, 1.02)
+            percent_axis(axis)
+        axes[i][0].set_ylabel("per-client ClassAcc")
+    axes[0][-1].legend(fontsize="x-small", frameon=False)
+    path = save(figure, figures / "disaggregation.png")
+    lines += [(f"![Disaggregated per-client ClassAcc against rounds observed]"
+              f"({path.relative_to(figures.parent).as_posix()})"), ""]
+    return lines
 
 
-def timeline_section(runs: list) -> list[str]:
-    lines = ["## Activity timelines under sequential sampling", ""]
+# ------------------------------------------------------------------------------- timelines
+
+
+def timeline_rows(run, figures: Path, draw: bool) -> tuple[list[dict], list[Path]]:
+    c = run.config
+    config = from_dict(c)
+    batch, sampler, model = int(c["client"]["batch_size"]), c["client"]["sampler"], model_label(c)
+    table = run.attacks[(run.attacks["partition"] >= 0) & (run.attacks["error"] == "")]
+    if table.empty:
+        return [], []
+    dataset = dataset_for(config)
+    num_classes = dataset.num_classes
+    server = [int(s) for s in c["data"]["server_subjects"]]
+    prior = transition_prior([windows_for(config, s).y for s in server], num_classes) \
+        if server else None
+    decoders = {"greedy": greedy_timeline,
+                "viterbi": lambda counts: viterbi_timeline(counts, prior)}
+    rows, paths = [], []
+    for subject, part in table.groupby("subject"):
+        y = windows_for(config, int(subject)).y
+        first = part[part["attack"] == part["attack"].iloc[0]].sort_values("round")
+        rounds = first["round"].to_numpy()
+        if rounds.max() * batch > len(y) or not np.array_equal(rounds,
+                                                               np.arange(1, len(rounds) + 1)):
+            continue  # wrapped around the recording or missing rounds
+        truth = y[: len(rounds) * batch]
+        sources = {ORACLE: np.stack([np.asarray(v) for v in first["true_counts"]])}
+        for attack, rows_of in part.groupby("attack"):
+            rows_of = rows_of.sort_values("round")
+            sources[attack] = np.stack([np.asarray(v) for v in rows_of["pred_counts"]])
+        decoded = {}
+        for source, counts in sources.items():
+            for name, decode in decoders.items():
+                predicted = decode(counts)
+                decoded[(source, name)] = predicted
+                rows.append({
+                    "model": model, "sampler": sampler, "N": batch, "counts": source,
+                    "decoder": name, "subject": int(subject),
+                    "window_accuracy": metrics.window_accuracy(truth, predicted),
+                    "segment_precision": metrics.segment_precision(truth, predicted),
+                    "segment_recall": metrics.segment_recall(truth, predicted),
+                    "edit_distance": metrics.edit_distance(truth, predicted)
+                    / len(metrics.segments(truth)),
+                })
+        if draw:
+            paths.append(draw_timeline(figures, run, int(subject), truth, decoded,
+                                       dataset.class_names))
+    return rows, paths
+
+
+def draw_timeline(figures: Path, run, subject: int, truth: np.ndarray,
+                  decoded: dict[tuple[str, str], np.ndarray], class_names) -> Path:
+    """True timeline vs the Viterbi reconstructions of one client, one strip each."""
+    c = run.config
+    strips = [("recording", truth)] + [
+        (f"{source} + Viterbi", labels) for (source, decoder), labels in decoded.items()
+        if decoder == "viterbi"]
+    # NULL (class 0) in light grey, the activities in tab20's colours.
+    colours = ListedColormap([(0.85, 0.85, 0.85),
+                              *colormaps["tab20"].colors[:len(class_names) - 1]])
+    figure = new_figure(9.0, 0.45 * len(strips) + 1.2)
+    axis = figure.subplots()
+    image = np.stack([labels for _, labels in strips])
+    axis.imshow(image, aspect="auto", interpolation="nearest", cmap=colours,
+                vmin=-0.5, vmax=len(class_names) - 0.5)
+    axis.set_yticks(range(len(strips)), [name for name, _ in strips], fontsize="small")
+    batch = int(c["client"]["batch_size"])
+    for boundary in range(batch, len(truth), batch):
+        axis.axvline(boundary - 0.5, color="white", linewidth=0.4)
+    axis.set_xlabel(f"window (recording order; white lines: round boundaries, N = {batch})")
+    axis.set_title(f"HAPT subject {subject}: {model_label(c)}, {c['client']['sampler']} sampling",
+                   fontsize="small")
+    present = sorted(set(np.unique(image)))
+    figure.legend([Patch(color=colours(k)) for k in present],
+                  [class_names[k] for k in present], loc="center left",
+                  bbox_to_anchor=(1.0, 0.5), fontsize="x-small", frameon=False)
+    name = safe_name(model_label(c).split()[-1].strip("()"), f"N{batch}", f"subject{subject}")
+    return save(figure, figures / "timelines" / f"{name}.png")
+
+
+def timeline_section(runs: list, figures: Path) -> list[str]:
+    lines = ["## Activity timelines", ""]
     if not runs:
         return lines + ["No finished run of this kind.", ""]
-    rows = []
+    rows, paths = [], []
     for run in runs:
-        c = run.config
-        config = from_dict(c)
-        batch = int(c["client"]["batch_size"])
-        model = model_label(c)
-        table = run.attacks[(run.attacks["partition"] >= 0) & (run.attacks["error"] == "")]
-        if table.empty:
-            continue
-        num_classes = len(table["true_counts"].iloc[0])
-        server = [int(s) for s in c["data"]["server_subjects"]]
-        prior = transition_prior([windows_for(config, s).y for s in server], num_classes) \
-            if server else None
-        for (subject, attack), part in table.groupby(["subject", "attack"]):
-            part = part.sort_values("round")
-            y = windows_for(config, int(subject)).y
-            rounds = part["round"].to_numpy()
-            if rounds.max() * batch > len(y) or not np.array_equal(rounds, np.arange(1, len(rounds) + 1)):
-                continue  # wrapped around the recording or missing rounds
-            truth = y[: len(rounds) * batch]
-            true_counts = np.stack([np.asarray(v) for v in part["true_counts"]])
-            if not np.array_equal(true_counts, np.stack([
-                    np.bincount(truth[i * batch:(i + 1) * batch], minlength=num_classes)
-                    for i in range(len(rounds))])):
-                continue  # not the recording order (should not happen with "sequential")
-            pred_counts = np.stack([np.asarray(v) for v in part["pred_counts"]])
-            for source, counts in (("attack", pred_counts), ("true counts", true_counts)):
-                if source == "true counts" and attack != min(table["attack"].unique()):
-                    continue
-                for decoder, decode in (("greedy", greedy_timeline),
-                                        ("viterbi", lambda k, p=prior: viterbi_timeline(k, p))):
-                    predicted = decode(counts)
-                    rows.append({
-                        "model": model, "N": batch, "counts": attack if source == "attack" else "true (oracle)",
-                        "decoder": decoder,
-                        "window_accuracy": metrics.window_accuracy(truth, predicted),
-                        "segment_precision": metrics.segment_precision(truth, predicted),
-                        "segment_recall": metrics.segment_recall(truth, predicted),
-                        "edit_distance": metrics.edit_distance(truth, predicted)
-                        / len(metrics.segments(truth)),
-                    })
+        draw = run.config["client"]["sampler"] == "sequential"
+        run_rows, run_paths = timeline_rows(run, figures, draw)
+        rows += run_rows
+        paths += run_paths
     if not rows:
         return lines + ["No usable client timeline.", ""]
     frame = pd.DataFrame(rows)
-    lines += [("Mean over clients; edit distance divided by the number of true segments. The "
-              "Viterbi prior is estimated from the server's own subjects' recordings."), "",
-              ("| model | N | counts | decoder | window acc. | segment precision | "
-               "segment recall | edit distance / segments |"), "|---|---|---|---|---|---|---|---|"]
-    for (model, batch, counts, decoder), part in frame.groupby(["model", "N", "counts",
-                                                                 "decoder"]):
-        lines.append(f"| {model} | {batch} | {counts} | {decoder} | "
-                     f"{fmt(part['window_accuracy'].mean())} | "
-                     f"{fmt(part['segment_precision'].mean())} | "
-                     f"{fmt(part['segment_recall'].mean())} | "
-                     f"{fmt(part['edit_distance'].mean())} |")
-    return lines + [""]
+    lines += [("Each client's per-round reconstructions strung into one label per window and "
+               "scored against the recording's first R x N windows (mean over clients; edit "
+               "distance divided by the number of true segments). The Viterbi prior is estimated "
+               "from the server's own subjects' recordings. Under sequential sampling a round's "
+               "batch is the next N windows; under shuffle and balanced sampling it is not a "
+               "time slice, so even the true batch counts give no timeline."), ""]
+    table = []
+    group = ["model", "sampler", "N", "counts", "decoder"]
+    for key, part in frame.groupby(group):
+        table.append([*map(str, key), fmt(part["window_accuracy"].mean()),
+                      fmt(part["segment_precision"].mean()), fmt(part["segment_recall"].mean()),
+                      fmt(part["edit_distance"].mean())])
+    lines += markdown_table([*group, "window acc.", "segment precision", "segment recall",
+                             "edit distance / segments"], table)
+    viterbi = frame[frame["decoder"] == "viterbi"]
+    models = sorted(viterbi["model"].unique())
+    samplers = ["sequential", "shuffle", "balanced"]
+    sources = sorted(viterbi["counts"].unique(), key=lambda s: (s == ORACLE, s))
+    figure = new_figure(4.5 * len(models), 3.4)
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    for axis, model in zip(axes, models, strict=True):
+        part = viterbi[viterbi["model"] == model]
+        width = 0.8 / len(sources)
+        for i, source in enumerate(sources):
+            values = [part[(part["sampler"] == s) & (part["counts"] == source)]
+                      ["window_accuracy"].mean() for s in samplers]
+            axis.bar(np.arange(len(samplers)) - 0.4 + width * (i + 0.5), values, width,
+                     color="black" if source == ORACLE else attack_colour(source), label=source)
+        axis.set_xticks(range(len(samplers)), samplers)
+        axis.set_title(f"{model} (Viterbi, all N)", fontsize="small")
+        axis.set_ylabel("per-window timeline accuracy")
+        axis.set_ylim(0, 1)
+        percent_axis(axis)
+    axes[-1].legend(fontsize="x-small", frameon=False)
+    path = save(figure, figures / "timeline_by_sampler.png")
+    lines += [f"![Timeline accuracy per sampler]({path.relative_to(figures.parent).as_posix()})", ""]
+    if paths:
+        shown = sorted(paths)[:2]
+        lines += [("True and reconstructed timelines, one figure per client of the sequential "
+                  "runs (two shown; all in "
+                  f"[{paths[0].parent.relative_to(figures.parent).as_posix()}/]"
+                  f"({paths[0].parent.relative_to(figures.parent).as_posix()}/)):"), ""]
+        lines += [f"![{p.stem}]({p.relative_to(figures.parent).as_posix()})" for p in shown] + [""]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="run directories or folders containing them")
-    parser.add_argument("--out", default=str(ROOT / "experiments" / "beyond" / "RESULTS.md"))
+    parser.add_argument("--attacks", nargs="*", default=[], help="runs of attacks.toml")
+    parser.add_argument("--secure", nargs="*", default=[], help="runs of secure.toml")
+    parser.add_argument("--timeline", nargs="*", default=[], help="runs of timeline.toml")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--note", default="", help="a sentence on how the runs were made")
     args = parser.parse_args()
-    runs = find_runs(args.paths)
-    secure = [r for r in runs if r.config.get("server", {}).get("secure_aggregation")]
-    timeline = [r for r in runs if r not in secure
-                and r.config["client"]["sampler"] == "sequential"]
-    plain = [r for r in runs if r not in secure and r not in timeline]
+    if not (args.attacks or args.secure or args.timeline):
+        parser.error("give at least one of --attacks, --secure, --timeline")
+    figures = Path(args.out).resolve().parent / "figures"
+    attack_runs, secure_runs = find_runs(args.attacks), find_runs(args.secure)
+    timeline_runs = find_runs(args.timeline)
+    for run in secure_runs:
+        if not run.config.get("server", {}).get("secure_aggregation"):
+            raise SystemExit(f"--secure: {run.run_dir} was not run with server.secure_aggregation")
+    runs = attack_runs + secure_runs + timeline_runs
     datasets = sorted({r.config["data"]["dataset"] for r in runs})
     lines = ["# Beyond the paper's attacks: results", "",
              ("Generated by `experiments/beyond/make_results.py` from "
-             f"{len(runs)} finished run(s) (datasets: {', '.join(datasets) or 'none'})."), ""]
+              f"{len(runs)} finished run(s) (datasets: {', '.join(datasets) or 'none'})."), ""]
     if args.note:
         lines += [args.note, ""]
-    lines += attack_section(plain) + secure_section(secure) + timeline_section(timeline)
+    lines += (attack_section(attack_runs, figures) + secure_section(secure_runs, figures)
+              + timeline_section(timeline_runs, figures))
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
