@@ -46,7 +46,7 @@ from fl_har.results.readers import load_run
 
 HERE = Path(__file__).resolve().parent
 #: Observed-round counts at which the disaggregation is scored (those a run has).
-OBSERVED_ROUNDS = (5, 10, 20, 40)
+OBSERVED_ROUNDS = (10, 20, 25, 30, 40)
 ORACLE = "true counts (oracle)"
 DECODERS = {"greedy": greedy_timeline, "viterbi": viterbi_timeline}
 
@@ -246,15 +246,25 @@ def secure_section(runs: list, figures: Path) -> list[str]:
                "ClassAcc and LnAcc of its recovered per-round histogram against its true counts in "
                "the rounds it joined (its batches differ from round to round: shuffled sampling, "
                "so even exact cohort counts do not give 1.0); mean over identifiable clients."), ""]
+    observed = sorted(frame["R"].unique())
     rows = []
-    for _, row in frame.sort_values(["model", "K", "source", "R"]).iterrows():
-        rows.append([row["model"], str(row["K"]), row["source"], str(row["R"]),
-                     f"{row['identifiable']} / {row['clients']}", fmt(row["class_acc"]),
-                     fmt(row["ln_acc"])])
-    lines += markdown_table(["model", "K", "cohort counts from", "rounds R", "identifiable",
-                             "ClassAcc", "LnAcc"], rows)
+    for (model, k, source), part in frame.groupby(["model", "K", "source"]):
+        part = part.set_index("R")
+        rows.append([model, str(k), source, *(
+            f"{fmt(part.loc[r, 'class_acc'])} / {fmt(part.loc[r, 'ln_acc'])}"
+            if r in part.index else "" for r in observed)])
+    lines += markdown_table(["model", "K", "cohort counts from",
+                             *(f"R = {r}: ClassAcc / LnAcc" for r in observed)], rows)
+    identifiable = frame.groupby(["K", "R"])["identifiable"].first().unstack("R")
+    clients = int(frame["clients"].max())
+    lines += [f"Identifiable clients (of {clients}) after R rounds: " + "; ".join(
+        f"K = {k}: " + ", ".join(f"{int(identifiable.loc[k, r])} (R = {r})" for r in observed
+                                 if r in identifiable.columns)
+        for k in identifiable.index) + ". With fewer rounds than clients the participation "
+        "matrix cannot have full column rank, so nobody is identifiable.", ""]
     models = sorted(frame["model"].unique())
     figure = new_figure(4.2 * len(ks), 3.3 * len(models))
+    figure.set_layout_engine("constrained")
     axes = figure.subplots(len(models), len(ks), squeeze=False, sharey=True)
     for i, model in enumerate(models):
         for j, k in enumerate(ks):
@@ -266,7 +276,8 @@ def secure_section(runs: list, figures: Path) -> list[str]:
                           color="black" if oracle else attack_colour(source),
                           linestyle="--" if oracle else "-", label=source)
             axis.set_title(f"{model}, K = {k}", fontsize="small")
-            axis.set_xlabel("rounds observed")
+            if i == len(models) - 1:
+                axis.set_xlabel("rounds observed")
             axis.set_ylim(0, 1.02)
             percent_axis(axis)
         axes[i][0].set_ylabel("per-client ClassAcc")
