@@ -41,7 +41,7 @@ from attacks.timeline import greedy_timeline, transition_prior, viterbi_timeline
 from fl_har import metrics
 from fl_har.config import from_dict
 from fl_har.federation import Participant, dataset_for, windows_for
-from fl_har.report.style import attack_colour, new_figure, percent_axis, safe_name, save
+from fl_har.report.style import attack_colour, new_figure, percent_axis, save
 from fl_har.results.readers import load_run
 
 HERE = Path(__file__).resolve().parent
@@ -291,21 +291,22 @@ def secure_section(runs: list, figures: Path) -> list[str]:
 # ------------------------------------------------------------------------------- timelines
 
 
-def timeline_rows(run, figures: Path, draw: bool) -> tuple[list[dict], list[Path]]:
+def timeline_rows(run) -> tuple[list[dict], dict[int, list[tuple[str, np.ndarray]]]]:
+    """Scores of every client's decoded timelines, and the strips of its figure
+    (``{subject: [(label, labels per window), ...]}``, the Viterbi decodings)."""
     c = run.config
     config = from_dict(c)
     batch, sampler, model = int(c["client"]["batch_size"]), c["client"]["sampler"], model_label(c)
     table = run.attacks[(run.attacks["partition"] >= 0) & (run.attacks["error"] == "")]
     if table.empty:
-        return [], []
-    dataset = dataset_for(config)
-    num_classes = dataset.num_classes
+        return [], {}
+    num_classes = dataset_for(config).num_classes
     server = [int(s) for s in c["data"]["server_subjects"]]
     prior = transition_prior([windows_for(config, s).y for s in server], num_classes) \
         if server else None
     decoders = {"greedy": greedy_timeline,
                 "viterbi": lambda counts: viterbi_timeline(counts, prior)}
-    rows, paths = [], []
+    rows, strips = [], {}
     for subject, part in table.groupby("subject"):
         y = windows_for(config, int(subject)).y
         first = part[part["attack"] == part["attack"].iloc[0]].sort_values("round")
@@ -318,11 +319,12 @@ def timeline_rows(run, figures: Path, draw: bool) -> tuple[list[dict], list[Path
         for attack, rows_of in part.groupby("attack"):
             rows_of = rows_of.sort_values("round")
             sources[attack] = np.stack([np.asarray(v) for v in rows_of["pred_counts"]])
-        decoded = {}
+        strips[int(subject)] = [("recording", truth)]
         for source, counts in sources.items():
             for name, decode in decoders.items():
                 predicted = decode(counts)
-                decoded[(source, name)] = predicted
+                if name == "viterbi":
+                    strips[int(subject)].append((f"N = {batch}: {source}", predicted))
                 rows.append({
                     "model": model, "sampler": sampler, "N": batch, "counts": source,
                     "decoder": name, "subject": int(subject),
@@ -332,71 +334,64 @@ def timeline_rows(run, figures: Path, draw: bool) -> tuple[list[dict], list[Path
                     "edit_distance": metrics.edit_distance(truth, predicted)
                     / len(metrics.segments(truth)),
                 })
-        if draw:
-            paths.append(draw_timeline(figures, run, int(subject), truth, decoded,
-                                       dataset.class_names))
-    return rows, paths
+    return rows, strips
 
 
-def draw_timeline(figures: Path, run, subject: int, truth: np.ndarray,
-                  decoded: dict[tuple[str, str], np.ndarray], class_names) -> Path:
-    """True timeline vs the Viterbi reconstructions of one client, one strip each."""
-    c = run.config
-    strips = [("recording", truth)] + [
-        (f"{source} + Viterbi", labels) for (source, decoder), labels in decoded.items()
-        if decoder == "viterbi"]
+def draw_timeline(path: Path, title: str, strips: list[tuple[str, np.ndarray]],
+                  class_names: tuple[str, ...]) -> Path:
+    """One client's recording and its Viterbi reconstructions, one coloured strip each."""
     # NULL (class 0) in light grey, the activities in tab20's colours.
     colours = ListedColormap([(0.85, 0.85, 0.85),
                               *colormaps["tab20"].colors[:len(class_names) - 1]])
-    figure = new_figure(9.0, 0.45 * len(strips) + 1.2)
+    figure = new_figure(9.0, 0.32 * len(strips) + 1.0)
     axis = figure.subplots()
     image = np.stack([labels for _, labels in strips])
     axis.imshow(image, aspect="auto", interpolation="nearest", cmap=colours,
                 vmin=-0.5, vmax=len(class_names) - 0.5)
-    axis.set_yticks(range(len(strips)), [name for name, _ in strips], fontsize="small")
-    batch = int(c["client"]["batch_size"])
-    for boundary in range(batch, len(truth), batch):
-        axis.axvline(boundary - 0.5, color="white", linewidth=0.4)
-    axis.set_xlabel(f"window (recording order; white lines: round boundaries, N = {batch})")
-    axis.set_title(f"HAPT subject {subject}: {model_label(c)}, {c['client']['sampler']} sampling",
-                   fontsize="small")
-    present = sorted(set(np.unique(image)))
-    figure.legend([Patch(color=colours(k)) for k in present],
-                  [class_names[k] for k in present], loc="center left",
-                  bbox_to_anchor=(1.0, 0.5), fontsize="x-small", frameon=False)
-    name = safe_name(model_label(c).split()[-1].strip("()"), f"N{batch}", f"subject{subject}")
-    return save(figure, figures / "timelines" / f"{name}.png")
+    axis.set_yticks(range(len(strips)), [name for name, _ in strips], fontsize="x-small")
+    axis.set_xlabel("window, in recording order")
+    axis.set_title(title, fontsize="small")
+    present = sorted(set(np.unique(image).tolist()))
+    figure.legend([Patch(color=colours(k)) for k in present], [class_names[k] for k in present],
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
+                  frameon=False)
+    return save(figure, path)
 
 
 def timeline_section(runs: list, figures: Path) -> list[str]:
     lines = ["## Activity timelines", ""]
     if not runs:
         return lines + ["No finished run of this kind.", ""]
-    rows, paths = [], []
+    rows, strips = [], defaultdict(dict)
     for run in runs:
-        draw = run.config["client"]["sampler"] == "sequential"
-        run_rows, run_paths = timeline_rows(run, figures, draw)
+        run_rows, run_strips = timeline_rows(run)
         rows += run_rows
-        paths += run_paths
+        if run.config["client"]["sampler"] == "sequential":
+            for subject, subject_strips in run_strips.items():
+                strips[model_label(run.config)].setdefault(subject, []).append(subject_strips)
     if not rows:
         return lines + ["No usable client timeline.", ""]
     frame = pd.DataFrame(rows)
     lines += [("Each client's per-round reconstructions strung into one label per window and "
-               "scored against the recording's first R x N windows (mean over clients; edit "
-               "distance divided by the number of true segments). The Viterbi prior is estimated "
-               "from the server's own subjects' recordings. Under sequential sampling a round's "
-               "batch is the next N windows; under shuffle and balanced sampling it is not a "
-               "time slice, so even the true batch counts give no timeline."), ""]
-    table = []
-    group = ["model", "sampler", "N", "counts", "decoder"]
-    for key, part in frame.groupby(group):
-        table.append([*map(str, key), fmt(part["window_accuracy"].mean()),
-                      fmt(part["segment_precision"].mean()), fmt(part["segment_recall"].mean()),
-                      fmt(part["edit_distance"].mean())])
-    lines += markdown_table([*group, "window acc.", "segment precision", "segment recall",
-                             "edit distance / segments"], table)
+               "scored against the first R x N windows of its recording (mean over the 20 clients; "
+               "edit distance divided by the number of true segments). Under sequential sampling "
+               "a round's batch is the next N windows; under shuffle and balanced sampling it is "
+               "not a time slice, so even the true batch counts give no timeline. The Viterbi "
+               "prior is estimated from the server's own subjects' recordings."), ""]
+    for model, part in frame.groupby("model"):
+        table = []
+        for (sampler, batch, counts), cell in part.groupby(["sampler", "N", "counts"]):
+            greedy, viterbi = (cell[cell["decoder"] == d] for d in ("greedy", "viterbi"))
+            table.append([sampler, str(batch), counts, fmt(greedy["window_accuracy"].mean()),
+                          fmt(viterbi["window_accuracy"].mean()),
+                          fmt(viterbi["segment_precision"].mean()),
+                          fmt(viterbi["segment_recall"].mean()),
+                          fmt(viterbi["edit_distance"].mean())])
+        lines += [f"**{model}**", ""] + markdown_table(
+            ["sampler", "N", "counts from", "window acc. (greedy)", "window acc. (Viterbi)",
+             "segment precision", "segment recall", "edit distance / segments"], table)
     viterbi = frame[frame["decoder"] == "viterbi"]
-    models = sorted(viterbi["model"].unique())
+    models = sorted(viterbi["model"].unique(), key=lambda m: m.endswith("(trained)"))
     samplers = ["sequential", "shuffle", "balanced"]
     sources = sorted(viterbi["counts"].unique(), key=lambda s: (s == ORACLE, s))
     figure = new_figure(4.5 * len(models), 3.4)
@@ -410,20 +405,29 @@ def timeline_section(runs: list, figures: Path) -> list[str]:
             axis.bar(np.arange(len(samplers)) - 0.4 + width * (i + 0.5), values, width,
                      color="black" if source == ORACLE else attack_colour(source), label=source)
         axis.set_xticks(range(len(samplers)), samplers)
-        axis.set_title(f"{model} (Viterbi, all N)", fontsize="small")
+        axis.set_title(f"{model} (Viterbi, N = 50 and 100)", fontsize="small")
         axis.set_ylabel("per-window timeline accuracy")
         axis.set_ylim(0, 1)
         percent_axis(axis)
     axes[-1].legend(fontsize="x-small", frameon=False)
     path = save(figure, figures / "timeline_by_sampler.png")
     lines += [f"![Timeline accuracy per sampler]({path.relative_to(figures.parent).as_posix()})", ""]
-    if paths:
-        shown = sorted(paths)[:2]
-        lines += [("True and reconstructed timelines, one figure per client of the sequential "
-                  "runs (two shown; all in "
-                  f"[{paths[0].parent.relative_to(figures.parent).as_posix()}/]"
-                  f"({paths[0].parent.relative_to(figures.parent).as_posix()}/)):"), ""]
-        lines += [f"![{p.stem}]({p.relative_to(figures.parent).as_posix()})" for p in shown] + [""]
+    # One figure per client, of the trained model when there is one (on the untrained model
+    # every attack is exact and its strips repeat the oracle's).
+    shown_model = models[-1] if strips else None
+    if shown_model in strips:
+        class_names = dataset_for(from_dict(runs[0].config)).class_names
+        paths = []
+        for subject, per_run in sorted(strips[shown_model].items()):
+            merged = [per_run[0][0]] + [s for run_strips in per_run for s in run_strips[1:]]
+            title = f"HAPT subject {subject}: {shown_model}, sequential sampling (Viterbi)"
+            paths.append(draw_timeline(figures / "timelines" / f"subject{subject:02d}.png",
+                                       title, merged, class_names))
+        folder = paths[0].parent.relative_to(figures.parent).as_posix()
+        lines += [(f"True and reconstructed timelines of every client ({shown_model}, all in "
+                   f"[{folder}/]({folder}/)); two of them:"), ""]
+        lines += [f"![{p.stem}]({p.relative_to(figures.parent).as_posix()})" for p in paths[:2]]
+        lines += [""]
     return lines
 
 
