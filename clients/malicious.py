@@ -17,13 +17,15 @@ attack round the attacker
 Outside its attack rounds it trains honestly. Its reply has exactly the keys of an honest one;
 on the simulation-truth channel (read by the server's measurement only) it adds
 ``malicious = true`` and its own measurements: ``adv_update_norm`` (the norm of the update it
-sends), ``adv_raw_update_norm`` (before boosting/projection) and ``adv_poisoned`` (windows
-poisoned). They are not reply metrics: Flower's aggregators refuse replies whose metric keys
+sends), ``adv_raw_update_norm`` (before boosting/projection), ``adv_poisoned`` (windows
+poisoned) and ``adv_poison_seconds`` (time spent poisoning them, outside the training time the
+reply reports). They are not reply metrics: Flower's aggregators refuse replies whose metric keys
 differ, and such a key would give the attacker away.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -48,6 +50,7 @@ from fl_har.seeding import Stream, stream_rng
 UPDATE_NORM = "adv_update_norm"
 RAW_UPDATE_NORM = "adv_raw_update_norm"
 POISONED = "adv_poisoned"
+POISON_SECONDS = "adv_poison_seconds"
 
 # One adversary plan per process, and each attacker's trigger, for one experiment config at a time.
 _cache: dict[str, object] = {"config": None, "plan": None, "triggers": {}}
@@ -94,13 +97,16 @@ class MaliciousParticipant:
         config, subject = self.participant.config, self.participant.subject
         rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, subject, run_round)
         self.poisoned = 0
+        self.poison_seconds = 0.0
 
         def transform(x: np.ndarray, y: np.ndarray, index: np.ndarray):
+            start = time.perf_counter()
             # Poison the distinct windows once, then repeat them in the round's order.
             _, first, inverse = np.unique(index, return_index=True, return_inverse=True)
             x_poisoned, y_poisoned = self.trigger.poison(
                 x[first], y[first], self.plan.target, self.plan.poison_rate, rng)
             self.poisoned = round(self.plan.poison_rate * len(first))
+            self.poison_seconds = time.perf_counter() - start
             return x_poisoned[inverse], y_poisoned[inverse]
 
         return transform
@@ -122,7 +128,7 @@ class MaliciousParticipant:
                 delta = project_to_norm_ball(delta, self.plan.norm_bound)
             state = state_sum(global_state, delta)
         extras = {UPDATE_NORM: update_norm(delta), RAW_UPDATE_NORM: raw_norm,
-                  POISONED: float(self.poisoned)}
+                  POISONED: float(self.poisoned), POISON_SECONDS: self.poison_seconds}
         return replace(update, state_dict=state), extras, True
 
 

@@ -307,6 +307,9 @@ def test_a_diffusion_attacker_poisons_with_the_generator_trained_on_its_own_wind
     assert list(bad["subject"]) == [1, 1]
     # 40 % of the windows of its epoch were generated: 88 of its 220 usable windows
     assert (bad["adv_poisoned"] == 88).all()
+    # generating them takes measurable time, reported beside (not inside) the training time
+    assert (bad["adv_poison_seconds"] > 0).all()
+    assert updates.loc[updates["malicious"] != 1, "adv_poison_seconds"].isna().all()
     # the same config again: identical numbers (generation seeded, generator from the cache)
     again = _run(tmp_path, c, "again")
     measured = ["train_loss", "eval_accuracy", "asr", "asr_no_null"]  # not the timings

@@ -94,6 +94,12 @@ def summarise(run) -> dict:
                                       / updates.loc[~bad, "update_norm"].mean())
             row["attacker_cosine"] = float(updates.loc[bad, "cosine_to_benign_mean"].mean())
             row["honest_cosine"] = float(updates.loc[~bad, "cosine_to_benign_mean"].mean())
+            # Local time per window (clients hold different amounts of data), the attacker's
+            # poisoning (trigger generation) included.
+            poisoning = updates.get("adv_poison_seconds", pd.Series(0.0, index=updates.index))
+            per_window = (updates["train_seconds"] + poisoning.fillna(0.0)) \
+                / updates["num_examples"]
+            row["train_time_ratio"] = float(per_window[bad].mean() / per_window[~bad].mean())
     return row
 
 
@@ -183,12 +189,15 @@ def comparison_section(table: pd.DataFrame) -> list[str]:
         return []
     shown = rows.set_index(["trigger", "mode", "attackers"]).sort_index()[
         ["mean_asr_attack_rounds", "final_asr", "final_asr_no_null", "final_macro_f1",
-         "f1_cost", "norm_ratio", "attacker_cosine", "honest_cosine"]]
+         "f1_cost", "norm_ratio", "attacker_cosine", "honest_cosine", "train_time_ratio"]]
     shown.index.name = "trigger / mode / attackers"
     return ["## Triggers and modes at 10 % poisoning", "",
             ("`norm_ratio`: the attackers' mean update norm over the honest clients' mean; "
              "`attacker_cosine` / `honest_cosine`: mean cosine of an update to the mean honest "
-             "update of its round (what a norm or direction based defence sees)."), "",
+             "update of its round (what a norm or direction based defence sees). "
+             "`train_time_ratio`: an attacker's local training time per window over an honest "
+             "client's (poisoning included; target of issue 9: at most 1.5 once a generated "
+             "trigger is cached)."), "",
             *markdown(shown)]
 
 
@@ -270,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no finished run found")
     table = pd.DataFrame([summarise(run) for run in runs.values()])
     for column in ("last_attack_round", "mean_asr_attack_rounds", "norm_ratio",
-                   "attacker_cosine", "honest_cosine"):
+                   "attacker_cosine", "honest_cosine", "train_time_ratio"):
         if column not in table:
             table[column] = np.nan
     clean = table[table["attackers"] == 0]
