@@ -85,6 +85,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 # ---------------------------------------------------------------------------------- attacks
 
 
+def subjects_label(subjects: list[int]) -> str:
+    """``[21, 22, 23]`` -> ``"21-23"`` (runs of consecutive subjects joined)."""
+    parts, ordered = [], sorted(int(s) for s in subjects)
+    for subject in ordered:
+        if parts and subject == parts[-1][1] + 1:
+            parts[-1][1] = subject
+        else:
+            parts.append([subject, subject])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in parts) or "none"
+
+
 def training_key(config: dict) -> tuple[int, int]:
     """(E, S) sort key of a run's local training: E = 0 for the paper's one-batch rounds."""
     client = config["client"]
@@ -103,15 +114,21 @@ def attack_section(runs: list, figures: Path) -> list[str]:
     if not runs:
         return lines + ["No finished run of this kind.", ""]
     groups: dict[str, dict[tuple[int, int], pd.DataFrame]] = defaultdict(dict)
+    auxiliary = {subjects_label(run.config["data"]["server_subjects"]) for run in runs}
     for run in runs:
         table = run.attacks[(run.attacks["error"] == "") & (run.attacks["partition"] >= 0)]
-        groups[model_label(run.config)][training_key(run.config)] = table
+        group = model_label(run.config)
+        if len(auxiliary) > 1:  # runs that differ in the server's auxiliary data
+            group += f", server holds subjects {subjects_label(run.config['data']['server_subjects'])}"
+        if training_key(run.config) in groups[group]:
+            raise SystemExit(f"--attacks: two runs of {group} with the same local training")
+        groups[group][training_key(run.config)] = table
     lines += [("N = 100 windows per update in S local SGD steps (B = N / S), or E local epochs over "
                "all the client's windows in mini-batches of 100 (S and N then vary by client: the "
                "column shows the mean S). Leakage per update averaged over updates; ClassAcc per "
                "client (pooled over its updates) averaged over clients."), ""]
     panels = []
-    for model, cells in sorted(groups.items()):
+    for model, cells in sorted(groups.items(), key=lambda g: ("(trained)" in g[0], g[0])):
         keys = sorted(cells)
         labels = []
         for epochs, steps in keys:
@@ -138,17 +155,21 @@ def attack_section(runs: list, figures: Path) -> list[str]:
             lines += markdown_table([label, *labels],
                                     [[attack, *map(fmt, vals)] for attack, vals in values.items()])
         panels.append((model, labels, per_metric))
-    figure = new_figure(5.0 * len(panels), 3.6)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for axis, (model, labels, per_metric) in zip(axes, panels, strict=True):
+    columns = min(len(panels), 2)
+    figure = new_figure(5.0 * columns, 3.6 * -(-len(panels) // columns))
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(-(-len(panels) // columns), columns, squeeze=False).ravel()
+    for axis in axes[len(panels):]:
+        axis.set_visible(False)
+    for axis, (model, labels, per_metric) in zip(axes, panels, strict=False):
         for attack, values in per_metric["class_acc"].items():
             axis.plot(labels, values, marker="o", color=attack_colour(attack), label=attack)
-        axis.set_title(model)
+        axis.set_title(model, fontsize="small")
         axis.set_ylabel("ClassAcc (mean over clients)")
         axis.set_ylim(0, 1.02)
         percent_axis(axis)
         axis.tick_params(axis="x", labelrotation=20)
-    axes[-1].legend(fontsize="small", frameon=False)
+    axes[0].legend(fontsize="small", frameon=False)
     path = save(figure, figures / "attacks_class_acc.png")
     lines += [f"![ClassAcc by attack and local training]({path.relative_to(figures.parent).as_posix()})", ""]
     return lines
