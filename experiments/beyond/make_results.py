@@ -416,7 +416,8 @@ def timeline_section(runs: list, figures: Path) -> list[str]:
     samplers = ["sequential", "shuffle", "balanced"]
     sources = sorted(viterbi["counts"].unique(), key=lambda s: (s == ORACLE, s))
     figure = new_figure(4.5 * len(models), 3.4)
-    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(1, len(models), squeeze=False, sharey=True)[0]
     for axis, model in zip(axes, models, strict=True):
         part = viterbi[viterbi["model"] == model]
         width = 0.8 / len(sources)
