@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import matplotlib
@@ -157,12 +158,25 @@ GRID_TABLES = {  # column -> what the grid table shows
 }
 
 
-def grid_sections(table: pd.DataFrame, figure_path: Path) -> list[str]:
+def axis_order(sweeps: list[Path], axis: str, values: list[str], first: str) -> list[str]:
+    """``values`` in the order the sweep files declare them (the copy each sweep folder keeps
+    as ``sweep.toml``; the manifest lists cells alphabetically), ``first`` leading."""
+    declared: list[str] = []
+    for sweep in sweeps:
+        path = sweep / "sweep.toml"
+        if path.is_file():
+            grid = tomllib.loads(path.read_text(encoding="utf-8")).get("grid", {})
+            declared += [v for v in grid.get(axis, {}) if v not in declared]
+    rank = {value: i for i, value in enumerate(declared)}
+    return sorted(dict.fromkeys(values),
+                  key=lambda v: (v != first, rank.get(v, len(rank)), v))
+
+
+def grid_sections(table: pd.DataFrame, figure_path: Path, sweeps: list[Path]) -> list[str]:
     """Defence x attacker-setting tables and the robustness-utility figure of a grid sweep."""
     grid = table.dropna(subset=["axis_attack", "axis_defence"])
-    # the sweep file's order (manifest cells are listed alphabetically): attack-free first
-    attack_order = sorted(dict.fromkeys(grid["axis_attack"]), key=lambda a: a != "clean")
-    defence_order = sorted(dict.fromkeys(grid["axis_defence"]), key=lambda d: d != "fedavg")
+    attack_order = axis_order(sweeps, "attack", list(grid["axis_attack"]), "clean")
+    defence_order = axis_order(sweeps, "defence", list(grid["axis_defence"]), "fedavg")
     reference = grid[(grid["axis_attack"] == "clean") & (grid["axis_defence"] == "fedavg")]
     if len(reference):
         grid = grid.assign(f1_cost_vs_clean_fedavg=float(reference["final_macro_f1"].iloc[0])
@@ -178,6 +192,47 @@ def grid_sections(table: pd.DataFrame, figure_path: Path) -> list[str]:
     grid_figure(grid, attack_order, defence_order, figure_path)
     lines += ["", f"![ASR against clean macro-F1 per defence]({figure_path.name})"]
     return lines
+
+
+def grid_rounds_figure(table: pd.DataFrame, series: dict[str, pd.DataFrame],
+                       attacks: list[str], defences: list[str], path: Path) -> None:
+    """ASR over rounds, one panel per attacker setting, one line per defence (and the clean
+    macro-F1 per defence in the last panel): the grid's per-round view, readable."""
+    grid = table.dropna(subset=["axis_attack", "axis_defence"])
+    attacked = [a for a in attacks if a != "clean"]
+    panels = [*attacked, "clean"] if "clean" in attacks else attacked
+    columns = 4
+    rows = -(-len(panels) // columns)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.7 * rows), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, attack in zip(axes.ravel(), panels, strict=False):
+        metric = "eval_macro_f1" if attack == "clean" else "asr"
+        for index, defence in enumerate(defences):
+            match = grid[(grid["axis_attack"] == attack) & (grid["axis_defence"] == defence)]
+            if match.empty:
+                continue
+            rounds = series[match.index[0]]
+            if metric in rounds:
+                ax.plot(rounds["round"], rounds[metric], marker="o", ms=2, lw=1,
+                        color=colours[index % len(colours)], label=defence)
+        ax.set_title(f"{attack}: {'clean macro-F1' if attack == 'clean' else 'ASR'}",
+                     fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for column in range(columns):  # the lowest visible panel of each column
+        visible = [axes[r][column] for r in range(rows) if r * columns + column < len(panels)]
+        if visible:
+            visible[-1].set_xlabel("round")
+            visible[-1].xaxis.set_tick_params(labelbottom=True)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               fontsize=8, title="defence")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
 
 
 def grid_figure(grid: pd.DataFrame, attacks: list[str], defences: list[str], path: Path) -> None:
@@ -270,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
         table["f1_cost_vs_clean"] = table.loc["clean", "final_macro_f1"] - table["final_macro_f1"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out.with_suffix(".csv"))
-    grid_lines = (grid_sections(table, args.out.with_name("asr_vs_f1.png")) if grid else [])
-    table = table.drop(columns=axis_columns)
+    grid_lines = (grid_sections(table, args.out.with_name("asr_vs_f1.png"), args.sweeps)
+                  if grid else [])
     figure_path = args.out.with_name("asr_f1_over_rounds.png")
-    figure(series, figure_path)
+    if grid:
+        order = {axis: axis_order(args.sweeps, axis, list(table[f"axis_{axis}"].dropna()), first)
+                 for axis, first in (("attack", "clean"), ("defence", "fedavg"))}
+        grid_rounds_figure(table, series, order["attack"], order["defence"], figure_path)
+    else:
+        figure(series, figure_path)
+    table = table.drop(columns=axis_columns)
     lines = [
         "# Backdoor vs defences on HAPT",
         "",
