@@ -32,6 +32,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -221,6 +222,7 @@ def grid_rounds_figure(table: pd.DataFrame, series: dict[str, pd.DataFrame],
         ax.set_title(f"{attack}: {'clean macro-F1' if attack == 'clean' else 'ASR'}",
                      fontsize=9)
         ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for column in range(columns):  # the lowest visible panel of each column
         visible = [axes[r][column] for r in range(rows) if r * columns + column < len(panels)]
