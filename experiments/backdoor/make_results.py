@@ -131,6 +131,8 @@ def stealth(run) -> dict:
 
 
 def fmt(value) -> str:
+    if value is pd.NA:
+        return ""
     if isinstance(value, float | np.floating):
         return "" if not np.isfinite(value) else f"{value:.3f}"
     return str(value)
@@ -208,6 +210,7 @@ def persistence_section(runs: dict, table: pd.DataFrame, figures: Path) -> list[
     shown = rows.set_index("run")[["mode", "attackers", "poison_rate", "last_attack_round",
                                    "peak_asr", "asr_at_last_attack", "final_asr",
                                    "rounds_to_half_peak", "final_macro_f1"]]
+    shown = shown.astype({"last_attack_round": "Int64", "rounds_to_half_peak": "Int64"})
     figure = new_figure(6.0, 3.4)
     axis = figure.subplots()
     for name in shown.index:
