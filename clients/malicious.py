@@ -6,8 +6,10 @@ attack round the attacker
 
 1. poisons its training windows with the trigger (``Trigger.poison``: ``poison_rate`` of its
    distinct windows carry the trigger and are relabelled ``target``; with local epochs the same
-   windows are poisoned in every epoch, as in a poisoned local dataset), trains exactly as an
-   honest client does (:class:`fl_har.federation.Participant`), then
+   windows are poisoned in every epoch, as in a poisoned local dataset; with
+   ``adversary.poison_once`` a fixed share of all its windows is poisoned once and reused in
+   every attack round), trains exactly as an honest client does
+   (:class:`fl_har.federation.Participant`), then
 2. sends, by ``mode``: ``poison`` -- the trained weights as they are; ``boost`` -- model replacement
    ``G + gamma (X - G)`` (Bagdasaryan et al., AISTATS 2020); ``constrain`` -- ``G + P(X - G)``
    with ``P`` the projection onto the L2 ball of radius ``norm_bound`` (Sun et al. 2019); with
@@ -36,6 +38,7 @@ from attacks.backdoor import (
     Trigger,
     boost,
     build_trigger,
+    poison_indices,
     project_to_norm_ball,
     state_difference,
     state_sum,
@@ -52,14 +55,15 @@ RAW_UPDATE_NORM = "adv_raw_update_norm"
 POISONED = "adv_poisoned"
 POISON_SECONDS = "adv_poison_seconds"
 
-# One adversary plan per process, and each attacker's trigger, for one experiment config at a time.
-_cache: dict[str, object] = {"config": None, "plan": None, "triggers": {}}
+# One adversary plan per process, each attacker's trigger and (poison_once) each attacker's
+# poisoned windows, for one experiment config at a time.
+_cache: dict[str, object] = {"config": None, "plan": None, "triggers": {}, "poisoned": {}}
 
 
 def _adversary(config: ExperimentConfig) -> AdversaryPlan | None:
     if _cache["config"] != config:
         plan = resolve_adversary(config, federation_plan(config))
-        _cache.update(config=config, plan=plan, triggers={})
+        _cache.update(config=config, plan=plan, triggers={}, poisoned={})
     return _cache["plan"]  # type: ignore[return-value]
 
 
@@ -93,11 +97,40 @@ class MaliciousParticipant:
         self.plan = plan
         self.trigger = trigger
 
+    def _poisoned_dataset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indices, windows, labels)``: the attacker's fixed poisoned windows
+        (``poison_once``), made on first use and kept for the run."""
+        poisoned: dict = _cache["poisoned"]  # type: ignore[assignment]
+        participant = self.participant
+        if participant.subject not in poisoned:
+            config = participant.config
+            rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, participant.subject)
+            chosen = poison_indices(len(participant.windows.y), self.plan.poison_rate, rng)
+            x, y = self.trigger.poison(participant.normalizer(participant.windows.x[chosen]),
+                                       participant.windows.y[chosen], self.plan.target, 1.0, rng)
+            poisoned[participant.subject] = (chosen, x, y)
+        return poisoned[participant.subject]
+
     def _poison(self, run_round: int):
         config, subject = self.participant.config, self.participant.subject
         rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, subject, run_round)
         self.poisoned = 0
         self.poison_seconds = 0.0
+
+        def replace_fixed(x: np.ndarray, y: np.ndarray, index: np.ndarray):
+            start = time.perf_counter()
+            chosen, x_fixed, y_fixed = self._poisoned_dataset()
+            position = np.searchsorted(chosen, index)
+            hit = (position < len(chosen)) & (chosen[np.minimum(position, len(chosen) - 1)]
+                                              == index) if len(chosen) else index < 0
+            x, y = x.copy(), y.copy()
+            x[hit], y[hit] = x_fixed[position[hit]], y_fixed[position[hit]]
+            self.poisoned = len(np.unique(index[hit]))
+            self.poison_seconds = time.perf_counter() - start
+            return x, y
+
+        if config.adversary.poison_once:
+            return replace_fixed
 
         def transform(x: np.ndarray, y: np.ndarray, index: np.ndarray):
             start = time.perf_counter()

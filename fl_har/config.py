@@ -279,7 +279,10 @@ class AdversaryConfig:
     ``n`` the clients per round) or ``constrain`` (the update is projected into the L2 ball of
     radius ``norm_bound``, to pass norm clipping; scaled by ``boost`` first when it is set).
     ``rounds``: ``"all"``, a round ``"3"`` or ranges ``"5-10,12"`` in which the attackers attack
-    (honest otherwise). ``stamp_*``: the stamp
+    (honest otherwise). ``poison_once``: false = every attack round poisons a fresh draw of
+    ``poison_rate`` of the round's windows; true = a poisoned local dataset prepared once: a fixed
+    ``poison_rate`` share of the attacker's windows is poisoned in its first attack round and
+    reused in every later one (a generated trigger then costs its generation only once). ``stamp_*``: the stamp
     trigger: ``channels`` (indices, empty = all), ``amplitude`` (peak, in channel stds),
     ``duration`` (samples), ``position`` (first sample, -1 = centred), ``band_low`` /
     ``band_high`` (cycles per sample).
@@ -294,6 +297,7 @@ class AdversaryConfig:
     boost: float = 0.0
     norm_bound: float = 0.0
     rounds: str = "all"
+    poison_once: bool = False
     stamp_channels: tuple[int, ...] = ()
     stamp_amplitude: float = 1.0
     stamp_duration: int = 25

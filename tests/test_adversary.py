@@ -362,3 +362,54 @@ def test_stamp_attacker_on_ray_plants_a_backdoor_without_breaking_the_clean_task
     updates = pd.read_parquet(run_dir / "updates.parquet")
     assert set(updates.loc[updates["malicious"] == 1, "subject"]) == {1}
     assert (updates.loc[updates["malicious"] == 1, "adv_poisoned"] > 0).all()
+
+
+class _CountingStamp(StampTrigger):
+    """The stamp trigger, counting the windows it is asked to poison."""
+
+    def __init__(self):
+        super().__init__(amplitude=3.0)
+        self.asked = 0
+
+    def poison(self, x, y, target, rate, rng):
+        self.asked += len(x)
+        return super().poison(x, y, target, rate, rng)
+
+
+def test_poison_once_poisons_a_fixed_share_of_the_windows_once_and_reuses_it(monkeypatch):
+    from clients import malicious
+    from fl_har.federation import Participant
+
+    c = config(*ATTACK, "client.local_epochs=1", "adversary.clients=1", "adversary.poison_once=true")
+    assert from_flat(to_flat(c)).adversary.poison_once
+    plan = resolve_adversary(c, federation_plan(c))
+    participant = Participant(c, 1)
+    trigger = _CountingStamp()
+    monkeypatch.setattr(malicious, "_cache", {"config": c, "plan": plan, "triggers": {},
+                                              "poisoned": {}})
+    seen = []
+    for run_round in (1, 2, 3):
+        attacker = malicious.MaliciousParticipant(participant, plan, trigger)
+        index = participant.batch_index(run_round)
+        x = participant.normalizer(participant.windows.x[index])
+        x_out, y_out = attacker._poison(run_round)(x, participant.windows.y[index], index)
+        changed = np.any(x_out != x, axis=(1, 2))
+        seen.append((set(index[changed].tolist()), {int(i): x_out[k] for k, i in
+                                                    enumerate(index) if changed[k]}))
+        assert (y_out[changed] == plan.target).all() and attacker.poisoned == changed.sum()
+    n = len(participant.windows.y)
+    assert trigger.asked == round(0.4 * n)  # generated once, for the whole run
+    # the same windows in every round (those of the round's usable windows), poisoned identically
+    first, later = seen[0], seen[2]
+    common = first[0] & later[0]
+    assert len(common) > 0.8 * len(first[0])
+    assert all(np.array_equal(first[1][i], later[1][i]) for i in common)
+    # without poison_once every round draws its own share
+    c2 = config(*ATTACK, "client.local_epochs=1", "adversary.clients=1")
+    malicious._cache.update(config=c2, plan=plan, triggers={}, poisoned={})
+    index = participant.batch_index(1)
+    x = participant.normalizer(participant.windows.x[index])
+    fresh = malicious.MaliciousParticipant(Participant(c2, 1), plan, _CountingStamp())
+    x_a, _ = fresh._poison(1)(x, participant.windows.y[index], index)
+    x_b, _ = fresh._poison(2)(x, participant.windows.y[index], index)
+    assert not np.array_equal(np.any(x_a != x, axis=(1, 2)), np.any(x_b != x, axis=(1, 2)))
