@@ -8,7 +8,9 @@ here feeds back into aggregation.
 - :class:`BackdoorProbe`: every round, the global model classifies the held-out evaluation windows
   carrying the trigger; ``asr`` is the share of windows whose true class is not the target that are
   predicted as the target, ``asr_no_null`` the same without NULL windows
-  (:func:`fl_har.metrics.attack_success_rate`).
+  (:func:`fl_har.metrics.attack_success_rate`). A trigger with a physical form besides its
+  test-time one (the generated trigger: SDEdit for ``asr``, its physical burst via
+  ``apply_physical``) also gets ``asr_physical`` and ``asr_physical_no_null``.
 - :func:`update_statistics`: per reply, the L2 norm of its update and the cosine between it and
   the mean of the *other* benign updates of the round (leave-one-out, so a benign update is not
   compared with itself), plus the truth's ``malicious`` flag.
@@ -40,15 +42,20 @@ class BackdoorProbe:
                  eval_y: np.ndarray, seed: int) -> None:
         self.target = plan.target
         self.eval_y = eval_y
-        self.triggered = trigger.apply(eval_x, stream_rng(seed, Stream.ADVERSARY, 2))
+        self.triggered = {"asr": trigger.apply(eval_x, stream_rng(seed, Stream.ADVERSARY, 2))}
+        physical = getattr(trigger, "apply_physical", None)
+        if physical is not None:
+            self.triggered["asr_physical"] = physical(eval_x,
+                                                      stream_rng(seed, Stream.ADVERSARY, 4))
 
     def measure(self, model: torch.nn.Module) -> dict[str, float]:
-        pred, _ = predict(model, self.triggered)
-        return {
-            "asr": attack_success_rate(pred, self.eval_y, self.target),
-            "asr_no_null": attack_success_rate(pred, self.eval_y, self.target,
-                                               exclude=NULL_CLASSES),
-        }
+        out = {}
+        for column, windows in self.triggered.items():
+            pred, _ = predict(model, windows)
+            out[column] = attack_success_rate(pred, self.eval_y, self.target)
+            out[f"{column}_no_null"] = attack_success_rate(pred, self.eval_y, self.target,
+                                                           exclude=NULL_CLASSES)
+        return out
 
 
 def update_statistics(

@@ -133,6 +133,39 @@ def test_apply_keeps_the_shape_and_changes_every_window(trigger, data):
     assert np.all(np.isfinite(triggered))
 
 
+def test_apply_physical_stamps_the_burst_the_generator_was_taught(trigger, data):
+    x, _ = data
+    rng = np.random.default_rng(5)
+    marked = trigger.apply_physical(x[:12], rng)
+    c = trigger.config
+    expected = _physical_mark(x[:12], np.random.default_rng(5), channel_std=trigger.channel_std,
+                              channels=c.mark_channels, amplitude=c.mark_amplitude,
+                              frequency=c.mark_frequency, length=c.mark_length)
+    np.testing.assert_array_equal(marked, expected)
+    assert np.all(np.any(marked != x[:12], axis=(1, 2)))
+
+
+def test_the_server_probe_measures_the_physical_form_of_a_generated_trigger(trigger, data):
+    from fl_har.adversary import AdversaryPlan
+    from strategies.backdoor import BackdoorProbe
+
+    x, y = data
+    plan = AdversaryPlan(subjects=(1,), target=1, target_name="a", trigger="diffusion",
+                         trigger_options={}, mode="poison", poison_rate=0.1, boost=1.0,
+                         norm_bound=0.0)
+    probe = BackdoorProbe(plan, trigger, x[:16], y[:16], seed=0)
+
+    class Always(torch.nn.Module):  # predicts the target whatever it sees
+        def forward(self, windows):
+            logits = torch.zeros(len(windows), trigger.num_classes)
+            logits[:, 1] = 1.0
+            return logits
+
+    measured = probe.measure(Always())
+    assert set(measured) == {"asr", "asr_no_null", "asr_physical", "asr_physical_no_null"}
+    assert measured["asr"] == measured["asr_physical"] == 1.0
+
+
 def test_output_does_not_depend_on_the_sampling_batch(trigger, data):
     import dataclasses
 

@@ -331,6 +331,17 @@ class DiffusionTrigger:
         prompt_index = self.num_classes + self.zero_shot_activity(x)
         return self._sample(prompt_index, rng, init=x, strength=self.config.sdedit_strength)
 
+    def apply_physical(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The same windows with the physical burst the generator was taught to render (the
+        marks of its captioned training windows: same amplitude in the attacker's channel stds,
+        frequency, length and channels): the trigger a wearer could produce without the
+        generator."""
+        x = self._check_input(x)
+        c = self.config
+        return _physical_mark(x, rng, channel_std=self.channel_std, channels=c.mark_channels,
+                              amplitude=c.mark_amplitude, frequency=c.mark_frequency,
+                              length=c.mark_length)
+
     def generate(
         self, labels: np.ndarray, rng: np.random.Generator, *, trigger: bool = True
     ) -> np.ndarray:
