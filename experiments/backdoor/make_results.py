@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -239,9 +240,11 @@ def over_rounds_figure(runs: dict, table: pd.DataFrame, figures: Path) -> list[s
     chosen = chosen[chosen["last_attack_round"].isna()]
     figure = new_figure(11.0, 3.6)
     ax_asr, ax_f1 = figure.subplots(1, 2, sharex=True)
-    for name in chosen["run"]:
+    palette = colormaps["tab20"].colors
+    for index, name in enumerate(chosen["run"]):
         rounds = runs[name].rounds.sort_values("round")
-        style = {"marker": "o", "markersize": 3, "label": name}
+        style = {"marker": "o", "markersize": 3, "label": name,
+                 "color": palette[index % len(palette)]}
         if "asr" in rounds and rounds["asr"].notna().any():
             ax_asr.plot(rounds["round"], rounds["asr"], **style)
         ax_f1.plot(rounds["round"], rounds["eval_macro_f1"], **style)
