@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from logging import INFO
 
@@ -232,7 +233,9 @@ class CuriousStrategy(Strategy):
         if self.measure_updates:
             measured = [(slot.partition, reply.state, truth) for slot, reply, truth in decoded]
             self.recorder.annotate_updates(server_round, update_statistics(sent, measured))
+        start = time.perf_counter()
         arrays, metrics = self.strategy.aggregate_train(server_round, [m for _, m in valid])
+        self.recorder.record_aggregation(server_round, time.perf_counter() - start)
         # Robust aggregators (strategies.robust) say what they did with each update.
         take_decisions = getattr(self.strategy, "take_decisions", None)
         if take_decisions is not None:

@@ -25,6 +25,7 @@ class RoundRecord:
     failures: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     attack_seconds: float = 0.0
+    aggregate_seconds: float = 0.0  # the wrapped strategy's aggregation of the round
     losses: list[float] = field(default_factory=list)
 
     @property
@@ -66,6 +67,10 @@ class RoundRecorder:
         record.attack_seconds += sum(row["attack_seconds"] for row in attack_rows)
         record.train_seconds += reply.train_seconds
         record.losses.append(reply.train_loss)
+
+    def record_aggregation(self, server_round: int, seconds: float) -> None:
+        """How long the aggregation rule took this round (server-side, wall time)."""
+        self._record(server_round).aggregate_seconds += seconds
 
     def record_cohort(self, server_round: int, attack_rows: list[dict]) -> None:
         """Attack rows scored on the round's cohort aggregate (secure aggregation)."""

@@ -172,6 +172,7 @@ class RoundWriter:
             "train_loss": record.train_loss,
             "train_seconds": record.train_seconds,
             "attack_seconds": record.attack_seconds,
+            "aggregate_seconds": record.aggregate_seconds,
         }
         if self.eval_x is not None:
             self.eval_model.load_state_dict(state)

@@ -92,6 +92,10 @@ def test_frozen_keeps_the_model_train_changes_it(tmp_path):
     _, store = run(tmp_path, trained, "train")
     _, state = store.load_checkpoint()
     assert not all(torch.equal(start[k], state[k]) for k in start)
+    # the aggregation rule's own time is recorded per round, inside the round's time
+    rounds = store.round_table()
+    assert (rounds["aggregate_seconds"] > 0).all()
+    assert (rounds["aggregate_seconds"] < rounds["round_seconds"]).all()
 
 
 def test_a_failing_client_is_recorded_and_fails_the_run(tmp_path):

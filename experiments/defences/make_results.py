@@ -113,6 +113,9 @@ def summarise(run_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
         "final_asr": float(last.get("asr", float("nan"))),
         "final_asr_no_null": float(last.get("asr_no_null", float("nan"))),
         "mean_asr_attack_rounds": float(window["asr"].mean()) if "asr" in window else float("nan"),
+        # the rule's own time per round (runs recorded since aggregate_seconds exists)
+        "aggregate_seconds": float(rounds["aggregate_seconds"].mean())
+        if "aggregate_seconds" in rounds else float("nan"),
         "malicious_updates": 0,
         "malicious_selected": float("nan"),
         "benign_excluded_share": float("nan"),
@@ -156,6 +159,7 @@ GRID_TABLES = {  # column -> what the grid table shows
     "f1_cost_vs_clean_fedavg": "macro-F1 cost against attack-free FedAvg (the honest pay)",
     "benign_excluded_share": "share of honest updates excluded",
     "honest_ln_acc": "label leakage from honest updates (LnAcc of the curious server's attack)",
+    "aggregate_seconds": "aggregation time per round, seconds (server wall time of the rule)",
 }
 
 
