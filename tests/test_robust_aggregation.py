@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import Bulyan
 
 import protocol
 from clients.har_client import app as client_app
@@ -169,7 +170,8 @@ def run_scripted(strategy, updates, num_examples=None):
     replies = sorted(grid.send_and_receive(messages),
                      key=lambda m: grid.node_ids.index(m.metadata.src_node_id))
     arrays, _ = strategy.aggregate_train(1, replies)
-    decisions = {grid.node_ids.index(node): d for node, d in strategy.take_decisions(1).items()}
+    taken = strategy.take_decisions(1) if hasattr(strategy, "take_decisions") else {}
+    decisions = {grid.node_ids.index(node): d for node, d in taken.items()}
     update = None if arrays is None else arrays["w"].numpy() - SENT["w"]
     return update, decisions, arrays
 
@@ -216,6 +218,24 @@ def test_recording_bulyan_selects_n_minus_2f_then_averages_the_beta_closest_to_t
     assert [decisions[i].status for i in range(7)] == [SELECTED] * 5 + [EXCLUDED] * 2
     np.testing.assert_allclose([decisions[i].score for i in range(7)],
                                krum_scores(updates, 1))
+
+
+def test_recording_bulyan_skips_flowers_forced_gc_and_aggregates_like_flowers_bulyan(
+        monkeypatch):
+    import gc
+
+    from flwr.app.message import arrayrecord
+
+    values = [0, 1, 2, 3, 4, 50, -60]
+    updates = [[v + 0.1 * i, 2 * v - 0.3 * i] for i, v in enumerate(values)]
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
+    plain, _, _ = run_scripted(Bulyan(**SAMPLING, num_malicious_nodes=1), updates)
+    forced = len(collections)
+    recorded, _, _ = run_scripted(RecordingBulyan(**SAMPLING, num_malicious_nodes=1), updates)
+    np.testing.assert_array_equal(recorded, plain)
+    assert forced >= 5 and len(collections) == forced  # Flower forces one per selected reply
+    assert arrayrecord.gc is gc  # restored after the aggregation
 
 
 def test_flame_strategy_applies_the_rule_to_updates_and_averages_admitted_buffers():
