@@ -314,9 +314,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="sweep folders (one run directory per rule)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments/defences/RESULTS.md")
     args = parser.parse_args(argv)
-    run_dirs = [p.parent for sweep in args.sweeps for p in sorted(sweep.rglob("meta.json"))]
+    run_dirs = []
+    for meta in (p for sweep in args.sweeps for p in sorted(sweep.rglob("meta.json"))):
+        status = json.loads(meta.read_text("utf-8")).get("status")
+        if status == "finished":
+            run_dirs.append(meta.parent)
+        else:  # a run still going, interrupted or failed: reported, not summarised
+            print(f"skipping {meta.parent}: status {status}", file=sys.stderr)
     if not run_dirs:
-        parser.error(f"{' '.join(map(str, args.sweeps))}: no run directories (meta.json) found")
+        parser.error(f"{' '.join(map(str, args.sweeps))}: no finished run directory found")
     rows, series, detectors = [], {}, {}
     for run_dir in run_dirs:
         row, rounds, per_round = summarise(run_dir)
