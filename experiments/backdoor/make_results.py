@@ -66,7 +66,10 @@ def summarise(run) -> dict:
     last = rounds.iloc[-1]
     row = {
         "run": run.run_dir.name, "trigger": adversary.get("trigger", "stamp"),
-        "mode": adversary.get("mode", "poison"), "attackers": attackers(c),
+        # poison_once (a poisoned dataset made once) is its own setting of the mode
+        "mode": adversary.get("mode", "poison") + (" once" if adversary.get("poison_once")
+                                                   else ""),
+        "attackers": attackers(c),
         "poison_rate": float(adversary.get("poison_rate", 0.1)), "rounds": len(rounds),
         "final_asr": float(last.get("asr", np.nan)),
         "final_asr_no_null": float(last.get("asr_no_null", np.nan)),
