@@ -119,12 +119,11 @@ class MaliciousParticipant:
 
         def replace_fixed(x: np.ndarray, y: np.ndarray, index: np.ndarray):
             start = time.perf_counter()
-            chosen, x_fixed, y_fixed = self._poisoned_dataset()
-            position = np.searchsorted(chosen, index)
-            hit = (position < len(chosen)) & (chosen[np.minimum(position, len(chosen) - 1)]
-                                              == index) if len(chosen) else index < 0
+            chosen, x_fixed, y_fixed = self._poisoned_dataset()  # chosen: sorted indices
+            hit = np.isin(index, chosen)
+            position = np.searchsorted(chosen, index[hit])
             x, y = x.copy(), y.copy()
-            x[hit], y[hit] = x_fixed[position[hit]], y_fixed[position[hit]]
+            x[hit], y[hit] = x_fixed[position], y_fixed[position]
             self.poisoned = len(np.unique(index[hit]))
             self.poison_seconds = time.perf_counter() - start
             return x, y
