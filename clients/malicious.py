@@ -111,25 +111,26 @@ class MaliciousParticipant:
             poisoned[participant.subject] = (chosen, x, y)
         return poisoned[participant.subject]
 
+    def _replace_with_fixed(self, x: np.ndarray, y: np.ndarray, index: np.ndarray):
+        """``poison_once``: the round's windows that belong to the fixed poisoned set are swapped
+        for their poisoned versions."""
+        start = time.perf_counter()
+        chosen, x_fixed, y_fixed = self._poisoned_dataset()  # chosen: sorted indices
+        hit = np.isin(index, chosen)
+        position = np.searchsorted(chosen, index[hit])
+        x, y = x.copy(), y.copy()
+        x[hit], y[hit] = x_fixed[position], y_fixed[position]
+        self.poisoned = len(np.unique(index[hit]))
+        self.poison_seconds = time.perf_counter() - start
+        return x, y
+
     def _poison(self, run_round: int):
         config, subject = self.participant.config, self.participant.subject
-        rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, subject, run_round)
         self.poisoned = 0
         self.poison_seconds = 0.0
-
-        def replace_fixed(x: np.ndarray, y: np.ndarray, index: np.ndarray):
-            start = time.perf_counter()
-            chosen, x_fixed, y_fixed = self._poisoned_dataset()  # chosen: sorted indices
-            hit = np.isin(index, chosen)
-            position = np.searchsorted(chosen, index[hit])
-            x, y = x.copy(), y.copy()
-            x[hit], y[hit] = x_fixed[position], y_fixed[position]
-            self.poisoned = len(np.unique(index[hit]))
-            self.poison_seconds = time.perf_counter() - start
-            return x, y
-
         if config.adversary.poison_once:
-            return replace_fixed
+            return self._replace_with_fixed
+        rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, subject, run_round)
 
         def transform(x: np.ndarray, y: np.ndarray, index: np.ndarray):
             start = time.perf_counter()

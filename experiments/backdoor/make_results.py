@@ -326,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
                   (f"On {STEALTH_WINDOWS} windows of the first attacker: `trigger_norm_ratio` = "
                    "||apply(x) - x|| / ||x|| (test-time trigger); `spectral_distance_db`: mean "
                    "log-spectrum distance of poisoned windows to clean windows of the same source "
-                   "class; `detector_auroc_*`: a logistic regression on log power spectra and per-channel "
-                   "mean and std "
-                   "separating poisoned (training-time) or triggered (test-time) windows from "
-                   "clean ones, on a held-out half (0.5 = invisible, 1 = trivially detected)."),
+                   "class; `detector_auroc_*`: a logistic regression on log power spectra and "
+                   "per-channel mean and std separating poisoned (training-time) or triggered "
+                   "(test-time) windows from clean ones, on a held-out half (0.5 = invisible, "
+                   "1 = trivially detected)."),
                   "", *markdown(frame)]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(table.round(3).to_string())

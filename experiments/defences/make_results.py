@@ -177,11 +177,10 @@ def axis_order(sweeps: list[Path], axis: str, values: list[str], first: str) -> 
                   key=lambda v: (v != first, rank.get(v, len(rank)), v))
 
 
-def grid_sections(table: pd.DataFrame, figure_path: Path, sweeps: list[Path]) -> list[str]:
+def grid_sections(table: pd.DataFrame, figure_path: Path, attack_order: list[str],
+                  defence_order: list[str]) -> list[str]:
     """Defence x attacker-setting tables and the robustness-utility figure of a grid sweep."""
     grid = table.dropna(subset=["axis_attack", "axis_defence"])
-    attack_order = axis_order(sweeps, "attack", list(grid["axis_attack"]), "clean")
-    defence_order = axis_order(sweeps, "defence", list(grid["axis_defence"]), "fedavg")
     reference = grid[(grid["axis_attack"] == "clean") & (grid["axis_defence"] == "fedavg")]
     if len(reference):
         grid = grid.assign(f1_cost_vs_clean_fedavg=float(reference["final_macro_f1"].iloc[0])
@@ -337,13 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         table["f1_cost_vs_clean"] = table.loc["clean", "final_macro_f1"] - table["final_macro_f1"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out.with_suffix(".csv"))
-    grid_lines = (grid_sections(table, args.out.with_name("asr_vs_f1.png"), args.sweeps)
-                  if grid else [])
     figure_path = args.out.with_name("asr_f1_over_rounds.png")
+    grid_lines = []
     if grid:
-        order = {axis: axis_order(args.sweeps, axis, list(table[f"axis_{axis}"].dropna()), first)
-                 for axis, first in (("attack", "clean"), ("defence", "fedavg"))}
-        grid_rounds_figure(table, series, order["attack"], order["defence"], figure_path)
+        attack_order, defence_order = (
+            axis_order(args.sweeps, axis, list(table[f"axis_{axis}"].dropna()), first)
+            for axis, first in (("attack", "clean"), ("defence", "fedavg")))
+        grid_lines = grid_sections(table, args.out.with_name("asr_vs_f1.png"), attack_order,
+                                   defence_order)
+        grid_rounds_figure(table, series, attack_order, defence_order, figure_path)
     else:
         figure(series, figure_path)
     table = table.drop(columns=axis_columns)
