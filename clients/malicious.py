@@ -99,15 +99,21 @@ class MaliciousParticipant:
 
     def _poisoned_dataset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(indices, windows, labels)``: the attacker's fixed poisoned windows
-        (``poison_once``), made on first use and kept for the run."""
+        (``poison_once``), made on first use and kept for the run (in this process; a generated
+        trigger's also on disk, content-keyed, so the run generates them once)."""
         poisoned: dict = _cache["poisoned"]  # type: ignore[assignment]
         participant = self.participant
         if participant.subject not in poisoned:
             config = participant.config
             rng = stream_rng(config.run.seed, Stream.ADVERSARY, 1, participant.subject)
             chosen = poison_indices(len(participant.windows.y), self.plan.poison_rate, rng)
+            # A generated trigger's poisoned windows go to the disk cache next to its generator:
+            # each simulation worker process would otherwise generate them again.
+            cache = ({"cache_dir": self.plan.trigger_options["cache_dir"]}
+                     if self.plan.trigger == "diffusion" else {})
             x, y = self.trigger.poison(participant.normalizer(participant.windows.x[chosen]),
-                                       participant.windows.y[chosen], self.plan.target, 1.0, rng)
+                                       participant.windows.y[chosen], self.plan.target, 1.0, rng,
+                                       **cache)
             poisoned[participant.subject] = (chosen, x, y)
         return poisoned[participant.subject]
 

@@ -316,6 +316,36 @@ def test_a_diffusion_attacker_poisons_with_the_generator_trained_on_its_own_wind
     pd.testing.assert_frame_equal(store.round_table()[measured], again.round_table()[measured])
 
 
+def test_poison_once_generates_a_diffusion_attackers_windows_once_per_run_not_per_worker(
+        tmp_path, monkeypatch):
+    """Each simulation worker process has its own in-memory cache; the generated windows are
+    also kept on disk next to the generator, so a second worker loads instead of generating."""
+    from attacks.backdoor.diffusion import DiffusionTrigger
+    from clients import malicious
+    from fl_har.federation import Participant
+
+    cache = tmp_path / "triggers"
+    c = config(*ATTACK, "client.local_epochs=1", "adversary.clients=1", "adversary.poison_once=true",
+               "adversary.trigger=diffusion", "adversary.diffusion_text_encoder=hashed",
+               "adversary.diffusion_denoiser_steps=20", "adversary.diffusion_clip_epochs=1",
+               f"adversary.diffusion_cache={cache.as_posix()!r}")
+
+    def fresh_worker():
+        monkeypatch.setattr(malicious, "_cache", {"config": None, "plan": None, "triggers": {},
+                                                  "poisoned": {}})
+        return malicious.attacker_for(Participant(c, 1))
+
+    attacker = fresh_worker()
+    first = attacker._poisoned_dataset()
+    assert len(list(cache.glob("poisoned-*.npz"))) == 1
+    # 40 % of all its windows, labelled with the target
+    assert len(first[0]) == round(0.4 * len(attacker.participant.windows.y))
+    assert (first[2] == 3).all()
+    monkeypatch.setattr(DiffusionTrigger, "_sample", lambda *a, **k: pytest.fail("generated twice"))
+    second = fresh_worker()._poisoned_dataset()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def test_a_constrained_attacker_sends_an_update_on_the_norm_ball(tmp_path):
     c = config(*ATTACK, "run.rounds=1", "client.local_epochs=1", "adversary.clients=2",
                "adversary.mode=constrain", "adversary.norm_bound=0.1")

@@ -7,6 +7,8 @@ errors), not the attack's strength (see benchmarks/backdoor_generator.py for tha
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -213,6 +215,47 @@ def test_the_cache_key_covers_target_and_options(data, tmp_path):
     assert resampled.meta["cache_hit"] is True
     assert (resampled.config.ddim_steps, resampled.config.sdedit_strength) == (3, 0.9)
     assert len(list(tmp_path.glob("diffusion-trigger-*.pt"))) == 3
+
+
+def test_poisoned_windows_are_cached_and_a_hit_equals_a_miss(trigger, data, cache, tmp_path,
+                                                            monkeypatch):
+    x, y = data
+    fresh_rng = np.random.default_rng(3)
+    fresh = trigger.poison(x, y, 1, 0.25, fresh_rng)
+    miss_rng = np.random.default_rng(3)
+    missed = trigger.poison(x, y, 1, 0.25, miss_rng, cache_dir=tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, missed, strict=True))
+    assert len(list(tmp_path.glob("poisoned-*.npz"))) == 1
+    # a hit generates nothing, returns the same windows and labels, and leaves the random
+    # generator where generating would have left it
+    loaded = fit_diffusion_trigger(x, y, CLASSES, target=1, seed=0, cache_dir=cache, **TINY)
+    monkeypatch.setattr(DiffusionTrigger, "_sample", lambda *a, **k: pytest.fail("generated"))
+    hit_rng = np.random.default_rng(3)
+    hit = loaded.poison(x, y, 1, 0.25, hit_rng, cache_dir=tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, hit, strict=True))
+    assert hit_rng.bit_generator.state == fresh_rng.bit_generator.state
+    monkeypatch.undo()
+    # the key covers the random state, the windows, the rate, the target and the generator
+    trigger.poison(x, y, 1, 0.25, np.random.default_rng(4), cache_dir=tmp_path)
+    trigger.poison(x[1:], y[1:], 1, 0.25, np.random.default_rng(3), cache_dir=tmp_path)
+    trigger.poison(x, y, 1, 0.3, np.random.default_rng(3), cache_dir=tmp_path)
+    trigger.poison(x, y, 2, 0.25, np.random.default_rng(3), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("poisoned-*.npz"))) == 5
+    other_seed = fit_diffusion_trigger(x, y, CLASSES, target=1, seed=1, **TINY)
+    assert other_seed.fingerprint() != trigger.fingerprint()
+    other_seed.poison(x, y, 1, 0.25, np.random.default_rng(3), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("poisoned-*.npz"))) == 6
+
+
+def test_the_fingerprint_follows_the_sampling_options(trigger):
+    before = trigger.fingerprint()
+    config = trigger.config
+    try:
+        trigger.config = dataclasses.replace(config, ddim_steps=config.ddim_steps + 1)
+        assert trigger.fingerprint() != before
+    finally:
+        trigger.config = config
+    assert trigger.fingerprint() == before
 
 
 def test_progress_reports_both_stages(data):

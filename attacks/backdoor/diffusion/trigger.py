@@ -37,7 +37,9 @@ outline is this implementation's own choice (see ``shared/reference/backdoor.md`
 Trained generators are cached (``torch.save`` of the state dicts and metadata) per data
 fingerprint, target, seed, text encoder and training options; the sampling options
 (:data:`SAMPLING_OPTIONS`) are not part of the key: a cached generator is loaded and then samples
-with the options asked for. Imports numpy, torch and diffusers only.
+with the options asked for. Poisoned windows can be cached too (``poison(..., cache_dir=...)``),
+keyed by the generator's :meth:`DiffusionTrigger.fingerprint`, the windows, labels, target, rate
+and the random generator's state. Imports numpy, torch and diffusers only.
 """
 
 from __future__ import annotations
@@ -268,6 +270,29 @@ class DiffusionTrigger:
         for module in (self.denoiser, self.imu_encoder, self.text_head):
             module.requires_grad_(False)
         self._alphas_cumprod = _ddpm(config).alphas_cumprod.clone()
+        self._weights_digest: str | None = None
+
+    def fingerprint(self) -> str:
+        """A content hash of everything generation depends on: the networks' weights, prompt
+        embeddings, channel stds, class names, target and every option (sampling ones included,
+        read at call time). Equal fingerprints, inputs and random state give equal windows."""
+        if self._weights_digest is None:
+            digest = hashlib.sha256()
+            for module in (self.denoiser, self.imu_encoder, self.text_head):
+                for name, tensor in sorted(module.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().contiguous().numpy().tobytes())
+            digest.update(self.prompt_embeddings.tobytes())
+            digest.update(self.channel_std.tobytes())
+            self._weights_digest = digest.hexdigest()
+        description = json.dumps(
+            {"weights": self._weights_digest, "config": asdict(self.config),
+             "class_names": list(self.class_names), "target": self.target,
+             "window": self.window, "num_channels": self.num_channels,
+             "text_encoder": self.text_encoder},
+            sort_keys=True,
+        )
+        return hashlib.sha256(description.encode()).hexdigest()[:24]
 
     # ------------------------------------------------------------------ prompts
 
@@ -294,7 +319,8 @@ class DiffusionTrigger:
     # ------------------------------------------------------------------ interface
 
     def poison(
-        self, x: np.ndarray, y: np.ndarray, target: int, rate: float, rng: np.random.Generator
+        self, x: np.ndarray, y: np.ndarray, target: int, rate: float, rng: np.random.Generator,
+        *, cache_dir: str | os.PathLike[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Replace ``round(rate * n)`` windows (chosen by ``rng``) by generated windows.
 
@@ -308,12 +334,22 @@ class DiffusionTrigger:
             target: the backdoor's target class.
             rate: share of windows to replace, in [0, 1].
             rng: chooses the windows and draws the diffusion noise.
+            cache_dir: folder for poisoned windows: a call with the same generator
+                (:meth:`fingerprint`), windows, labels, target, rate and ``rng`` state loads
+                ``poisoned-<key>.npz`` instead of generating, and leaves ``rng`` in the state
+                generating would have left it in, so a hit and a miss are indistinguishable.
         """
         x = self._check_input(x)
         labels = _check_labels(y, len(x), self.num_classes)
         target = _check_target(target, self.num_classes)
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
             raise DiffusionTriggerError(f"rate: expected a number in [0, 1], got {rate!r}")
+        path = None
+        if cache_dir is not None:
+            key = self._poison_key(x, labels, target, rate, rng)
+            path = Path(cache_dir).expanduser() / f"poisoned-{key}.npz"
+            if path.is_file():
+                return self._load_poisoned(path, x, labels, target, rng)
         count = round(rate * len(x))
         chosen = np.sort(rng.choice(len(x), size=count, replace=False))
         x_out, y_out = x.copy(), labels.copy()
@@ -323,6 +359,35 @@ class DiffusionTrigger:
             init = x[chosen] if strength < 1.0 else None
             x_out[chosen] = self._sample(prompt_index, rng, init=init, strength=strength)
             y_out[chosen] = target
+        if path is not None:
+            rng_state = json.dumps(rng.bit_generator.state, default=_jsonable)
+            _save_atomic(path, lambda stream: np.savez(
+                stream, chosen=chosen, windows=x_out[chosen], rng_state=np.array(rng_state)))
+        return x_out, y_out
+
+    def _poison_key(self, x: np.ndarray, labels: np.ndarray, target: int, rate: float,
+                    rng: np.random.Generator) -> str:
+        data = hashlib.sha256()
+        data.update(repr((x.shape, str(x.dtype))).encode())
+        data.update(np.ascontiguousarray(x).tobytes())
+        data.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+        description = json.dumps(
+            {"format": CACHE_FORMAT, "version": CACHE_VERSION, "generator": self.fingerprint(),
+             "data": data.hexdigest(), "target": target, "rate": float(rate),
+             "rng": rng.bit_generator.state},
+            sort_keys=True, default=_jsonable,
+        )
+        return hashlib.sha256(description.encode()).hexdigest()[:24]
+
+    @staticmethod
+    def _load_poisoned(path: Path, x: np.ndarray, labels: np.ndarray, target: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(path) as stored:
+            chosen, windows = stored["chosen"], stored["windows"]
+            rng_state = json.loads(str(stored["rng_state"]))
+        x_out, y_out = x.copy(), labels.copy()
+        x_out[chosen], y_out[chosen] = windows, target
+        rng.bit_generator.state = rng_state
         return x_out, y_out
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -605,12 +670,21 @@ def _cache_key(
     return hashlib.sha256(description.encode()).hexdigest()[:24]
 
 
-def _save_atomic(state: dict, path: Path) -> None:
+def _jsonable(value: object) -> object:
+    """Random-generator states hold numpy arrays for some bit generators (MT19937)."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _save_atomic(path: Path, write: Callable[[object], None]) -> None:
+    """``write(stream)`` into a temporary file next to ``path``, then rename: a reader (another
+    simulation worker) never sees a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -734,7 +808,8 @@ def fit_diffusion_trigger(
         imu_encoder=imu, text_head=head, channel_std=channel_std, meta=meta,
     )
     if path is not None:
-        _save_atomic(trigger.state(), path)
+        state = trigger.state()
+        _save_atomic(path, lambda stream: torch.save(state, stream))
         trigger.meta["cache_hit"] = False
         trigger.meta["cache_file"] = str(path)
     return trigger
