@@ -282,7 +282,8 @@ class AdversaryConfig:
     (honest otherwise). ``poison_once``: false = every attack round poisons a fresh draw of
     ``poison_rate`` of the round's windows; true = a poisoned local dataset prepared once: a fixed
     ``poison_rate`` share of the attacker's windows is poisoned in its first attack round and
-    reused in every later one (a generated trigger then costs its generation only once).
+    reused in every later one (a generated trigger then costs its generation only once: its
+    poisoned windows are cached in ``diffusion_cache`` too, for every simulation worker).
     ``stamp_*``: the stamp trigger: ``channels`` (indices, empty = all), ``amplitude`` (peak, in channel stds),
     ``duration`` (samples), ``position`` (first sample, -1 = centred), ``band_low`` /
     ``band_high`` (cycles per sample).
