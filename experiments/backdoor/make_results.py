@@ -1,7 +1,8 @@
 """Write experiments/backdoor/RESULTS.md and its figures from finished backdoor sweeps.
 
     python experiments/backdoor/make_results.py results/backdoor-hapt-grid \
-        results/backdoor-hapt-variants [--out experiments/backdoor/RESULTS.md]
+        results/backdoor-hapt-variants results/backdoor-hapt-seeds \
+        [--out experiments/backdoor/RESULTS.md]
 
 Every run is described by its config (not by its folder name): trigger, mode, number of
 attackers, poisoning rate, attack rounds. From ``rounds.parquet``: the attack success rate (ASR,
@@ -15,7 +16,8 @@ the trigger the run used, loading a trained generator from the run's cache): tri
 relative to the signal, spectral distance of the poisoned windows to clean windows of the same
 class, and the AUROC of a small detector separating poisoned from clean windows
 (:mod:`fl_har.metrics`). Nothing here is typed in by hand; the seed paper's claims are quoted for
-comparison only.
+comparison only. Settings run with several seeds (``hapt_seeds.toml``) get mean, spread and
+range over the seeds; every other section shows the primary seed (the one all sweeps ran).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 SEED_CLAIM = "> 80 % ASR with 10 % poisoning, clean F1 down by about 0.02"
 #: Windows of the attacker used for the stealth measurements (and poisoned at rate 1).
 STEALTH_WINDOWS = 300
+#: What makes two runs the same setting (their seeds aside).
+SETTING = ["trigger", "mode", "attackers", "poison_rate"]
 
 
 def attack_rounds(config: dict) -> list[int]:
@@ -65,7 +69,8 @@ def summarise(run) -> dict:
     rounds = run.rounds.sort_values("round").set_index("round")
     last = rounds.iloc[-1]
     row = {
-        "run": run.run_dir.name, "trigger": adversary.get("trigger", "stamp"),
+        "run": run.run_dir.name, "seed": int(c["run"].get("seed", 0)),
+        "trigger": adversary.get("trigger", "stamp"),
         # poison_once (a poisoned dataset made once) is its own setting of the mode
         "mode": adversary.get("mode", "poison") + (" once" if adversary.get("poison_once")
                                                    else ""),
@@ -106,6 +111,14 @@ def summarise(run) -> dict:
             per_window = (updates["train_seconds"] + poisoning.fillna(0.0)) \
                 / updates["num_examples"]
             row["train_time_ratio"] = float(per_window[bad].mean() / per_window[~bad].mean())
+            # An attacker acts only when sampled: the ASR right after a round that aggregated a
+            # malicious update, and in the attack rounds without one (how fast it decays).
+            sampled = set(updates.loc[bad, "round"])
+            with_attacker = [r for r in active if r in sampled]
+            without = [r for r in active if r not in sampled]
+            row["asr_rounds_with_attacker"] = float(rounds.loc[with_attacker, "asr"].mean())
+            row["asr_rounds_without"] = (float(rounds.loc[without, "asr"].mean()) if without
+                                         else np.nan)
     return row
 
 
@@ -196,12 +209,14 @@ def comparison_section(table: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
     shown = rows.set_index(["trigger", "mode", "attackers"]).sort_index()[
-        ["mean_asr_attack_rounds", "final_asr", "final_asr_no_null", "final_asr_physical",
-         "final_macro_f1",
+        ["mean_asr_attack_rounds", "asr_rounds_with_attacker", "asr_rounds_without",
+         "final_asr", "final_asr_no_null", "final_asr_physical", "final_macro_f1",
          "f1_cost", "norm_ratio", "attacker_cosine", "honest_cosine", "train_time_ratio"]]
     shown.index.name = "trigger / mode / attackers"
     return ["## Triggers and modes at 10 % poisoning", "",
-            ("`final_asr_physical`: generated triggers only, the held-out windows carrying the "
+            ("`asr_rounds_with_attacker` / `asr_rounds_without`: mean ASR after the attack "
+             "rounds whose aggregate included an attacker's update / after those that did not "
+             "(an attacker acts only when sampled). `final_asr_physical`: generated triggers only, the held-out windows carrying the "
              "physical burst the generator was taught instead of the SDEdit rendering. "
              "`norm_ratio`: the attackers' mean update norm over the honest clients' mean; "
              "`attacker_cosine` / `honest_cosine`: mean cosine of an update to the mean honest "
@@ -261,7 +276,7 @@ def over_rounds_figure(runs: dict, table: pd.DataFrame, figures: Path) -> list[s
             f"![ASR and macro-F1 over rounds]({path.relative_to(figures.parent).as_posix()})", ""]
 
 
-def claim_section(table: pd.DataFrame) -> list[str]:
+def claim_section(table: pd.DataFrame, seeds: pd.DataFrame) -> list[str]:
     at10 = table[(table["attackers"] > 0) & np.isclose(table["poison_rate"], 0.1)
                  & table["last_attack_round"].isna()]
     if at10.empty:
@@ -271,9 +286,66 @@ def claim_section(table: pd.DataFrame) -> list[str]:
              "round; macro-F1 cost against the run without attacker):"), ""]
     for _, row in at10.sort_values(["trigger", "mode", "attackers"]).iterrows():
         verdict = "meets" if row["final_asr"] > 0.8 else "misses"
+        spread = ""
+        same = seeds[(seeds[SETTING] == row[SETTING]).all(axis=1)] if len(seeds) else seeds
+        if len(same) and same["seed"].nunique() > 1:
+            spread = (f" (seeds {', '.join(map(str, sorted(same['seed'])))}: ASR "
+                      f"{same['final_asr'].mean():.2f} +- {same['final_asr'].std():.2f}, F1 cost "
+                      f"{same['f1_cost'].mean():.3f} +- {same['f1_cost'].std():.3f})")
         lines.append(f"- {row['trigger']}, {row['mode']}, {row['attackers']} attacker(s): ASR "
-                     f"{row['final_asr']:.3f} ({verdict} > 0.8), F1 cost {fmt(row['f1_cost'])}")
+                     f"{row['final_asr']:.3f} ({verdict} > 0.8), F1 cost {fmt(row['f1_cost'])}"
+                     + spread)
     return lines + [""]
+
+
+def seeds_section(seeds: pd.DataFrame, figures: Path) -> list[str]:
+    """Settings run with several seeds: mean, standard deviation and range over the seeds."""
+    if seeds.empty:
+        return []
+    columns = ["final_asr", "mean_asr_attack_rounds", "asr_rounds_with_attacker",
+               "final_macro_f1", "f1_cost"]
+    groups = seeds.groupby(SETTING, dropna=False)
+    rows = []
+    for key, part in groups:
+        row = dict(zip(SETTING, key, strict=True))
+        row["seeds"] = ", ".join(map(str, sorted(part["seed"])))
+        for column in columns:
+            values = part[column].dropna()
+            row[column] = (f"{values.mean():.3f} +- {values.std():.3f} "
+                           f"[{values.min():.3f}, {values.max():.3f}]" if len(values) else "")
+        rows.append(row)
+    frame = pd.DataFrame(rows).set_index(SETTING)
+    frame.index.name = " / ".join(SETTING)
+    figure = new_figure(8.5, 3.4)
+    axis = figure.subplots()
+    labels = []
+    for position, (key, part) in enumerate(groups):
+        setting = dict(zip(SETTING, key, strict=True))
+        labels.append("no attacker" if not setting["attackers"] else
+                      f"{setting['trigger']}, {setting['mode']}\n{setting['attackers']} "
+                      f"attacker(s), {setting['poison_rate']:.0%}")
+        first = position == 0
+        at = np.full(len(part), position)
+        axis.scatter(at - 0.08, part["final_asr"], color="tab:red", zorder=3,
+                     label="ASR, last round" if first else None)
+        axis.scatter(at + 0.08, part["asr_rounds_with_attacker"], facecolors="none",
+                     edgecolors="tab:red", zorder=3,
+                     label="ASR after rounds with an attacker (mean)" if first else None)
+        axis.scatter(at, part["f1_cost"], marker="x", color="tab:blue",
+                     label="macro-F1 cost" if first else None)
+    axis.set_xticks(range(len(labels)), labels, fontsize="x-small")
+    axis.axhline(0.8, color="grey", linestyle=":", label="seed paper's ASR (> 80 %)")
+    axis.set_ylim(-0.1, 1)
+    axis.set_ylabel("one point per seed")
+    axis.legend(fontsize="x-small", frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
+    path = save(figure, figures / "seeds.png")
+    return ["## Seeds", "",
+            ("Settings run with more than one seed (the seed fixes the clients of each round, the "
+             "batches, the poisoned windows and a generated trigger's training; the starting "
+             "checkpoint is the same). Mean +- standard deviation [min, max] over the seeds; "
+             "every F1 cost is against the run without attacker of the same seed. The other "
+             "sections show seed 0 only."), "", *markdown(frame),
+            f"![ASR and F1 cost per seed]({path.relative_to(figures.parent).as_posix()})", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,15 +365,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no finished run found")
     table = pd.DataFrame([summarise(run) for run in runs.values()])
     for column in ("last_attack_round", "mean_asr_attack_rounds", "norm_ratio",
-                   "attacker_cosine", "honest_cosine", "train_time_ratio"):
+                   "attacker_cosine", "honest_cosine", "train_time_ratio",
+                   "asr_rounds_with_attacker", "asr_rounds_without"):
         if column not in table:
             table[column] = np.nan
+    # Every F1 cost is against the run without attacker of the same seed.
+    clean_f1 = table[table["attackers"] == 0].groupby("seed")["final_macro_f1"].first()
+    table["f1_cost"] = table["seed"].map(clean_f1) - table["final_macro_f1"]
+    # The sections show the primary seed (the one every sweep ran); settings run with several
+    # seeds get their own section.
+    primary = int(table["seed"].mode().min())
+    attacking_to_the_end = table["last_attack_round"].isna()
+    several = table[attacking_to_the_end].groupby(SETTING, dropna=False)["seed"].transform(
+        "nunique") > 1
+    seeds = table[attacking_to_the_end][several]
+    every_seed, table = table, table[table["seed"] == primary].copy()
     clean = table[table["attackers"] == 0]
     reference = float(clean["final_macro_f1"].iloc[0]) if len(clean) else np.nan
-    table["f1_cost"] = reference - table["final_macro_f1"]
     figures = args.out.resolve().parent / "figures"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out.with_suffix(".csv"), index=False)
+    every_seed.to_csv(args.out.with_suffix(".csv"), index=False)
     stealth_rows = []
     for trigger, part in table[table["attackers"] > 0].groupby("trigger"):
         try:
@@ -311,11 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Backdoor poisoning of federated HAR: results", "",
              (f"Generated by `python experiments/backdoor/make_results.py "
               f"{' '.join(map(str, args.sweeps))}` from {len(runs)} finished runs (configs: "
-              "`hapt_grid.toml`, `hapt_variants.toml`; per-run numbers in `RESULTS.csv`)."), ""]
+              "`hapt_grid.toml`, `hapt_variants.toml`, `hapt_seeds.toml`; per-run numbers in "
+              f"`RESULTS.csv`). Seed {primary} unless a section says otherwise."), ""]
     if len(clean):
         lines += [(f"Without an attacker the federation reaches macro-F1 {reference:.3f} in the "
                   "last round on the held-out people; every F1 cost below is against it."), ""]
-    lines += claim_section(table)
+    lines += claim_section(table, seeds)
+    lines += seeds_section(seeds, figures)
     lines += rate_section(table, figures)
     lines += comparison_section(table)
     lines += persistence_section(runs, table, figures)
