@@ -216,8 +216,8 @@ def comparison_section(table: pd.DataFrame) -> list[str]:
     return ["## Triggers and modes at 10 % poisoning", "",
             ("`asr_rounds_with_attacker` / `asr_rounds_without`: mean ASR after the attack "
              "rounds whose aggregate included an attacker's update / after those that did not "
-             "(an attacker acts only when sampled). `final_asr_physical`: generated triggers only, the held-out windows carrying the "
-             "physical burst the generator was taught instead of the SDEdit rendering. "
+             "(an attacker acts only when sampled). `final_asr_physical`: generated triggers "
+             "only, the held-out windows carrying the physical burst the generator was taught instead of the SDEdit rendering. "
              "`norm_ratio`: the attackers' mean update norm over the honest clients' mean; "
              "`attacker_cosine` / `honest_cosine`: mean cosine of an update to the mean honest "
              "update of its round (what a norm or direction based defence sees). "
@@ -298,7 +298,7 @@ def claim_section(table: pd.DataFrame, seeds: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def seeds_section(seeds: pd.DataFrame, figures: Path) -> list[str]:
+def seeds_section(seeds: pd.DataFrame, primary: int, figures: Path) -> list[str]:
     """Settings run with several seeds: mean, standard deviation and range over the seeds."""
     if seeds.empty:
         return []
@@ -344,7 +344,7 @@ def seeds_section(seeds: pd.DataFrame, figures: Path) -> list[str]:
              "batches, the poisoned windows and a generated trigger's training; the starting "
              "checkpoint is the same). Mean +- standard deviation [min, max] over the seeds; "
              "every F1 cost is against the run without attacker of the same seed. The other "
-             "sections show seed 0 only."), "", *markdown(frame),
+             f"sections show seed {primary} only."), "", *markdown(frame),
             f"![ASR and F1 cost per seed]({path.relative_to(figures.parent).as_posix()})", ""]
 
 
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += [(f"Without an attacker the federation reaches macro-F1 {reference:.3f} in the "
                   "last round on the held-out people; every F1 cost below is against it."), ""]
     lines += claim_section(table, seeds)
-    lines += seeds_section(seeds, figures)
+    lines += seeds_section(seeds, primary, figures)
     lines += rate_section(table, figures)
     lines += comparison_section(table)
     lines += persistence_section(runs, table, figures)
