@@ -36,9 +36,8 @@ import time
 import torch
 
 from clients import malicious
-from fl_har.adversary import resolve_adversary
 from fl_har.config import load_config
-from fl_har.federation import Participant, federation_plan, working_model
+from fl_har.federation import Participant, working_model
 
 TARGET = 1.5
 GRID = [
@@ -60,34 +59,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    def configured(*extra: str):
+    def attacker(*extra: str) -> malicious.MaliciousParticipant:
         config = load_config(None, [*GRID, f"adversary.clients=[{args.attacker}]",
                                     f"adversary.diffusion_cache={args.cache_dir!r}", *extra])
-        return config, resolve_adversary(config, federation_plan(config))
+        return malicious.attacker_for(Participant(config, args.attacker))
 
-    stamp_config, stamp_plan = configured("adversary.trigger=stamp")
-    diffusion_config, diffusion_plan = configured("adversary.trigger=diffusion")
-    once_config, once_plan = configured("adversary.trigger=diffusion", "adversary.poison_once=true")
     started = time.perf_counter()
-    generator = malicious._trigger(diffusion_config, diffusion_plan, args.attacker)
+    every_round = attacker("adversary.trigger=diffusion")
+    generator = every_round.trigger
     print(f"generator of subject {args.attacker}: "
           f"{'from the cache' if generator.meta.get('cache_hit') else 'trained'} in "
           f"{time.perf_counter() - started:.1f} s ({generator.meta.get('cache_file')})")
-
-    honest = Participant(stamp_config, args.attacker)
-    state = working_model(stamp_config, honest.num_channels, honest.num_classes).state_dict()
-    poisoned_cache = tempfile.TemporaryDirectory(prefix="poisoned-windows-")
+    stamp = attacker("adversary.trigger=stamp")
+    once = attacker("adversary.trigger=diffusion", "adversary.poison_once=true")
     # The fixed poisoned windows go to a fresh folder so the first round really generates them.
-    once_plan = dataclasses.replace(
-        once_plan, trigger_options={**once_plan.trigger_options, "cache_dir": poisoned_cache.name})
-    attackers = {
-        "stamp": malicious.MaliciousParticipant(
-            honest, stamp_plan, malicious._trigger(stamp_config, stamp_plan, args.attacker)),
-        "diffusion, every round": malicious.MaliciousParticipant(
-            Participant(diffusion_config, args.attacker), diffusion_plan, generator),
-    }
-    once = malicious.MaliciousParticipant(Participant(once_config, args.attacker), once_plan,
-                                          generator)
+    poisoned_cache = tempfile.TemporaryDirectory(prefix="poisoned-windows-")
+    once.plan = dataclasses.replace(
+        once.plan, trigger_options={**once.plan.trigger_options, "cache_dir": poisoned_cache.name})
+    honest = stamp.participant
+    state = working_model(honest.config, honest.num_channels, honest.num_classes).state_dict()
+    attackers = {"stamp": stamp, "diffusion, every round": every_round}
     times: dict[str, list[float]] = {name: [] for name in
                                      ["honest", *attackers, "diffusion once: first round",
                                       "diffusion once: new worker", "diffusion once: later rounds"]}
